@@ -1,0 +1,83 @@
+# Typed state of the compiled core. The Python twin (_core_py.py) mirrors it.
+cimport cython
+from cpython.object cimport PyObject
+from cpython.pythread cimport PyThread_type_lock
+
+
+# One queued job: four pointers and a flag, no per-job Python object for
+# fire-and-forget work (an async job's fields live on its Job instead).
+cdef struct Slot:
+    PyObject *fn        # the callable; NULL for async jobs
+    PyObject *args      # args tuple, or the single item when flags & SLOT_ONE_ARG
+    PyObject *kwargs    # keyword arguments dict, or NULL when there are none
+    PyObject *job       # the Job of an async job, else NULL
+    int flags
+
+
+@cython.final
+cdef class Owner:
+    # Stands for one thread: alive until that thread's thread-locals are torn down.
+    cdef readonly bint alive
+
+
+@cython.final
+cdef class Waiter:
+    # A binary semaphore one thread blocks on while a job finishes.
+    cdef PyThread_type_lock lock
+    cdef bint in_use
+    cdef int block(self, double timeout) except -1
+    cdef void consume(self) noexcept
+
+
+@cython.final
+cdef class Worker:
+    cdef PyThread_type_lock _wake
+    cdef bint _busy
+    cdef bint _retired
+    cdef public object thread
+    cdef public object name
+
+
+@cython.final
+cdef class Job:
+    cdef readonly object pool
+    cdef readonly object function
+    cdef readonly tuple args
+    cdef object _kwargs
+    cdef unsigned long _owner
+    cdef unsigned long long _ref
+    cdef Queue _queue
+    cdef Owner _owner_token
+    cdef int _state
+    cdef object _result
+    cdef object _exception
+    cdef list _listeners    # Waiters and done callbacks; None until there is one
+
+    cdef int _wait(self, object timeout) except -1
+    cdef bint _unwait(self, Waiter waiter) except? -1
+    cdef object _outcome(self)
+
+
+@cython.final
+cdef class Queue:
+    cdef cython.pymutex _mutex
+    cdef Slot *_slots
+    cdef Py_ssize_t _cap
+    cdef Py_ssize_t _head
+    cdef Py_ssize_t _count
+    cdef PyObject **_idle
+    cdef Py_ssize_t _idle_count
+    cdef Py_ssize_t _idle_cap
+    cdef bint _closed
+    cdef unsigned long long _serial
+    cdef unsigned long long _next_ref
+    cdef readonly object name
+
+    cdef int _reserve(self, Py_ssize_t extra) except -1 nogil
+    cdef inline Slot *_tail(self) noexcept nogil
+    cdef PyObject *_take_idle(self) noexcept
+    cdef int _push_idle(self, Worker w) except -1
+    cdef void _shrink(self) noexcept nogil
+    cdef PyObject **_detach_idle(self, Py_ssize_t *n, bint wake) noexcept
+    cdef Slot *_take_all(self, Py_ssize_t *n) noexcept nogil
+    cdef Job _new_job(self, object fn, tuple args, object kwargs, Owner owner)

@@ -1,0 +1,988 @@
+# cython: language_level=3, embedsignature=True, boundscheck=False, wraparound=False
+"""oddjob's compiled core: the FIFO ring buffer, worker dispatch and job result slots.
+
+Data flow::
+
+    push*() --lock--> ring buffer of Slots --lock--> Worker.work() --> fn(...)
+        \\-- wakes one idle Worker (its own semaphore, GIL released while it waits)
+    async jobs: Job <-- result/exception --> Waiters (blocked in C) and done callbacks
+
+One pymutex per Queue guards the ring, the idle-worker stack and the state of the
+Queue's Jobs. Critical sections run no Python code and free no objects, so on
+GIL builds the mutex is never contended; on free-threaded builds it is the lock.
+The pure-Python twin, _core_py.py, has the same names and behaviour.
+"""
+
+cimport cython
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from cpython.object cimport PyObject
+from cpython.pythread cimport (
+    NOWAIT_LOCK,
+    WAIT_LOCK,
+    PY_LOCK_ACQUIRED,
+    PY_LOCK_INTR,
+    PyLockStatus,
+    PyThread_acquire_lock,
+    PyThread_allocate_lock,
+    PyThread_free_lock,
+    PyThread_release_lock,
+    PyThread_type_lock,
+)
+from libc.string cimport memcpy
+
+import threading
+from concurrent.futures import CancelledError
+from datetime import timedelta
+from time import monotonic
+
+from oddjob.errors import PoolNotFoundError
+
+
+cdef extern from "Python.h":
+    void _incref "Py_INCREF"(PyObject *) nogil
+    void _xincref "Py_XINCREF"(PyObject *) nogil
+    void _decref "Py_DECREF"(PyObject *)
+    void _xdecref "Py_XDECREF"(PyObject *)
+    long long PY_TIMEOUT_MAX
+    PyLockStatus PyThread_acquire_lock_timed(
+        PyThread_type_lock, long long microseconds, int intr_flag) nogil
+    unsigned long PyThread_get_thread_ident() nogil
+
+
+# Tunables.
+cdef enum:
+    # Ring capacity a new queue starts with (a Slot is 40 bytes: 2.5 KiB).
+    INITIAL_CAPACITY = 64
+    # A drained ring larger than this shrinks back to INITIAL_CAPACITY, so that one
+    # burst of a million jobs does not pin 40 MB for the life of the pool.
+    SHRINK_ABOVE = 4096
+    # Refs are (queue serial << REF_SHIFT) | job number: unique across pools and time.
+    REF_SHIFT = 40
+
+# Slot flags.
+cdef enum:
+    SLOT_ONE_ARG = 1   # Slot.args holds the single argument itself (perform_many)
+
+# Job states; done() is state >= FINISHED.
+cdef enum:
+    PENDING = 0
+    RUNNING = 1
+    FINISHED = 2
+    CANCELLED = 3
+
+IMPLEMENTATION = "compiled"
+
+_locals = threading.local()
+_serials = iter(range(1, 1 << 23))
+_STATE_NAMES = ("pending", "running", "finished", "cancelled")
+
+
+# ----------------------------------------------------------------------------
+# Helpers
+
+
+cpdef double seconds(object timeout, str what="timeout") except? -2.0:
+    """Validate a timeout: None means forever (-1.0); seconds or timedelta; not negative."""
+    cdef double value
+    if timeout is None:
+        return -1.0
+    if isinstance(timeout, timedelta):
+        value = timeout.total_seconds()
+    elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        value = timeout
+    else:
+        raise TypeError(
+            f"{what} must be a number of seconds, a timedelta or None, "
+            f"not {type(timeout).__name__}")
+    if not value >= 0.0:  # also rejects NaN
+        raise ValueError(f"{what} must not be negative, got {timeout!r}")
+    return value
+
+
+cdef inline int _check_callable(object fn) except -1:
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+    return 0
+
+
+cdef object _log_callback_error(object job, object callback):
+    import logging
+    logging.getLogger("oddjob").exception(
+        "done callback %r of %r raised", callback, job)
+
+
+# ----------------------------------------------------------------------------
+# Owners: a job's link to the thread that created it
+
+
+@cython.final
+cdef class Owner:
+    def __init__(self):
+        self.alive = True
+
+
+@cython.final
+cdef class _OwnerGuard:
+    # Lives in the owner thread's thread-locals; their teardown marks the owner dead.
+    cdef Owner owner
+
+    def __dealloc__(self):
+        if self.owner is not None:
+            self.owner.alive = False
+
+
+cdef Owner _current_owner():
+    try:
+        return <Owner>_locals.owner
+    except AttributeError:
+        pass
+    owner = Owner()
+    guard = _OwnerGuard()
+    guard.owner = owner
+    _locals.owner_guard = guard
+    _locals.owner = owner
+    return owner
+
+
+def current_owner():
+    """The Owner token of the calling thread (alive until the thread ends)."""
+    return _current_owner()
+
+
+# ----------------------------------------------------------------------------
+# Waiters: what a thread blocks on while a job finishes
+
+
+@cython.final
+cdef class Waiter:
+    def __cinit__(self):
+        self.lock = PyThread_allocate_lock()
+        if self.lock == NULL:
+            raise MemoryError("cannot allocate a lock")
+        # Held from birth: block() waits until a finishing job releases it.
+        PyThread_acquire_lock(self.lock, WAIT_LOCK)
+
+    def __dealloc__(self):
+        if self.lock != NULL:
+            PyThread_free_lock(self.lock)
+
+    cdef int block(self, double timeout) except -1:
+        """Wait for a release: 1 if released, 0 on timeout (timeout < 0: forever).
+
+        Signals interrupt the wait so that Ctrl-C reaches the main thread; a
+        raising signal handler propagates its exception."""
+        cdef double deadline = monotonic() + timeout if timeout >= 0 else 0.0
+        cdef double left
+        cdef long long us
+        cdef PyLockStatus r
+        while True:
+            if timeout < 0:
+                us = -1
+            else:
+                left = deadline - monotonic()
+                if left <= 0:
+                    us = 0
+                elif left * 1e6 >= <double>PY_TIMEOUT_MAX:
+                    us = PY_TIMEOUT_MAX
+                else:
+                    us = <long long>(left * 1e6)
+            with nogil:
+                r = PyThread_acquire_lock_timed(self.lock, us, 1)
+            if r == PY_LOCK_ACQUIRED:
+                return 1
+            if r == PY_LOCK_INTR:
+                PyErr_CheckSignals()
+                continue
+            if us == 0 or (timeout >= 0 and monotonic() >= deadline):
+                return 0
+
+    cdef void consume(self) noexcept:
+        # The release is already on its way (the job finished): take it, uninterrupted.
+        with nogil:
+            PyThread_acquire_lock(self.lock, WAIT_LOCK)
+
+
+cdef Waiter _get_waiter():
+    cdef Waiter waiter
+    try:
+        waiter = <Waiter>_locals.waiter
+    except AttributeError:
+        waiter = Waiter()
+        _locals.waiter = waiter
+    if waiter.in_use:  # re-entered from a signal handler: use a fresh one
+        waiter = Waiter()
+    waiter.in_use = True
+    return waiter
+
+
+# ----------------------------------------------------------------------------
+# Workers
+
+
+@cython.final
+cdef class Worker:
+    """The core's side of one worker thread: its wake-up semaphore and busy flag."""
+
+    def __cinit__(self):
+        self._wake = PyThread_allocate_lock()
+        if self._wake == NULL:
+            raise MemoryError("cannot allocate a lock")
+        PyThread_acquire_lock(self._wake, WAIT_LOCK)
+
+    def __init__(self, name=None):
+        self.name = name
+
+    def __dealloc__(self):
+        if self._wake != NULL:
+            PyThread_free_lock(self._wake)
+
+    @property
+    def busy(self):
+        """True while the worker is assigned a job (or has been woken to take one)."""
+        return self._busy
+
+    @property
+    def retired(self):
+        return self._retired
+
+    def __repr__(self):
+        return f"<Worker {self.name!r} {'busy' if self._busy else 'idle'}>"
+
+
+cdef inline void _wake(PyObject *worker) noexcept:
+    PyThread_release_lock((<Worker>worker)._wake)
+    _decref(worker)
+
+
+# ----------------------------------------------------------------------------
+# Jobs
+
+
+@cython.final
+@cython.freelist(64)
+cdef class Job:
+    """Handle of an async job: its result slot, cancel, callbacks and awaiting."""
+
+    __oddjob_job__ = True
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Job objects are created by async_perform, not directly")
+
+    @property
+    def ref(self):
+        return self._ref
+
+    @property
+    def kwargs(self):
+        return {} if self._kwargs is None else self._kwargs
+
+    @property
+    def owner(self):
+        return self._owner
+
+    @property
+    def async_(self):
+        return True
+
+    def done(self):
+        return self._state >= FINISHED
+
+    def cancelled(self):
+        return self._state == CANCELLED
+
+    def running(self):
+        return self._state == RUNNING
+
+    def cancel(self):
+        """Cancel the job if it is still queued; True if it is (now) cancelled."""
+        cdef Queue q = self._queue
+        cdef list listeners = None
+        q._mutex.acquire()
+        if self._state == PENDING:
+            self._state = CANCELLED
+            listeners = self._listeners
+            self._listeners = None
+        elif self._state != CANCELLED:
+            q._mutex.release()
+            return False
+        q._mutex.release()
+        if listeners is not None:
+            _notify(self, listeners)
+        return True
+
+    def result(self, timeout=None):
+        """Wait for the job (timeout seconds; None waits forever) and return its result.
+
+        Re-raises the job's exception; TimeoutError if it is not done in time (the
+        job goes on and can be awaited again); CancelledError if it was cancelled."""
+        if not self._wait(timeout):
+            raise TimeoutError(f"job {self._ref} did not finish within {timeout} seconds")
+        return self._outcome()
+
+    def exception(self, timeout=None):
+        """Wait like result(), then return the job's exception (None if it succeeded)."""
+        if not self._wait(timeout):
+            raise TimeoutError(f"job {self._ref} did not finish within {timeout} seconds")
+        if self._state == CANCELLED:
+            raise CancelledError()
+        return self._exception
+
+    def add_done_callback(self, fn):
+        """Call fn(job) when the job is done (now, if it already is)."""
+        _check_callable(fn)
+        cdef Queue q = self._queue
+        q._mutex.acquire()
+        if self._state < FINISHED:
+            if self._listeners is None:
+                self._listeners = [fn]
+            else:
+                self._listeners.append(fn)
+            q._mutex.release()
+            return
+        q._mutex.release()
+        try:
+            fn(self)
+        except Exception:
+            _log_callback_error(self, fn)
+
+    def __await__(self):
+        from oddjob._aio import await_job
+
+        return await_job(self).__await__()
+
+    def __repr__(self):
+        name = getattr(self.function, "__qualname__", None) or repr(self.function)
+        return (f"<Job ref={self._ref} pool={self.pool!r} fn={name} "
+                f"{_STATE_NAMES[self._state]}>")
+
+    cdef object _outcome(self):
+        if self._state == CANCELLED:
+            raise CancelledError()
+        if self._exception is not None:
+            raise self._exception
+        return self._result
+
+    cdef int _wait(self, object timeout) except -1:
+        """1 once the job is done, 0 if timeout (None/seconds/timedelta) ran out."""
+        cdef double t = seconds(timeout)
+        cdef Queue q = self._queue
+        cdef Waiter waiter
+        cdef int got
+        if self._state >= FINISHED:
+            return 1
+        if t == 0.0:
+            return self._state >= FINISHED
+        waiter = _get_waiter()
+        q._mutex.acquire()
+        if self._state >= FINISHED:
+            q._mutex.release()
+            waiter.in_use = False
+            return 1
+        if self._listeners is None:
+            self._listeners = [waiter]
+        else:
+            self._listeners.append(waiter)
+        q._mutex.release()
+        try:
+            got = waiter.block(t)
+        except BaseException:
+            self._unwait(waiter)
+            raise
+        if not got and self._unwait(waiter):
+            return 0
+        waiter.in_use = False
+        return 1
+
+    cdef bint _unwait(self, Waiter waiter) except? -1:
+        """Withdraw a waiter that stopped waiting: True if withdrawn before the job
+        finished; else the finishing thread is releasing it, so take that release."""
+        cdef Queue q = self._queue
+        cdef list listeners
+        cdef Py_ssize_t i
+        cdef bint removed = False
+        q._mutex.acquire()
+        listeners = self._listeners
+        if listeners is not None:
+            for i in range(len(listeners)):
+                if listeners[i] is waiter:
+                    del listeners[i]
+                    removed = True
+                    break
+        q._mutex.release()
+        if not removed:
+            waiter.consume()
+        waiter.in_use = False
+        return removed
+
+
+cdef void _notify(Job job, list listeners):
+    # Release every waiter first (no Python code runs in between), then callbacks.
+    for listener in listeners:
+        if type(listener) is Waiter:
+            PyThread_release_lock((<Waiter>listener).lock)
+    for listener in listeners:
+        if type(listener) is not Waiter:
+            try:
+                listener(job)
+            except Exception:
+                _log_callback_error(job, listener)
+
+
+def wait_many(jobs, timeout=5.0):
+    """Results of jobs in their order within one overall deadline.
+
+    Raises the first failure seen (a job already failed when the call starts wins,
+    then in order); TimeoutError leaves every job collectable later."""
+    cdef double t = seconds(timeout)
+    cdef double deadline = monotonic() + t if t >= 0 else 0.0
+    cdef double left
+    cdef Job job
+    cdef list seq = list(jobs)
+    cdef Py_ssize_t i, n = len(seq)
+    cdef list results
+    for i in range(n):
+        item = seq[i]
+        if type(item) is Job:
+            job = <Job>item
+            if job._state == FINISHED and job._exception is not None:
+                raise job._exception
+        elif not getattr(type(item), "__oddjob_job__", False):
+            raise TypeError(f"await_many takes Jobs, got {type(item).__name__} at index {i}")
+    results = [None] * n
+    for i in range(n):
+        item = seq[i]
+        if t < 0:
+            left = -1.0
+        else:
+            left = deadline - monotonic()
+            if left < 0:
+                left = 0.0
+        if type(item) is Job:
+            job = <Job>item
+            if not job._wait(None if left < 0 else left):
+                raise TimeoutError(
+                    f"await_many: {n - i} of {n} jobs not done within {timeout} seconds")
+            results[i] = job._outcome()
+        else:  # a Job of the other core implementation
+            results[i] = item.result(None if left < 0 else left)
+    return results
+
+
+# ----------------------------------------------------------------------------
+# The queue
+
+
+cdef void _release_refs(PyObject **refs, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t i
+    if refs == NULL:
+        return
+    for i in range(n):
+        _decref(refs[i])
+    PyMem_RawFree(refs)
+
+
+cdef object _drop(Slot *taken, Py_ssize_t n):
+    # Without the mutex: cancel dropped async jobs and release every reference.
+    cdef Py_ssize_t i
+    if taken == NULL:
+        return 0
+    try:
+        for i in range(n):
+            if taken[i].job != NULL:
+                (<Job>taken[i].job).cancel()
+    finally:
+        for i in range(n):
+            _xdecref(taken[i].fn)
+            _xdecref(taken[i].args)
+            _xdecref(taken[i].kwargs)
+            _xdecref(taken[i].job)
+        PyMem_RawFree(taken)
+    return n
+
+
+cdef object _closed_error(object name):
+    return PoolNotFoundError(f"pool {name!r} is stopped and accepts no more jobs")
+
+
+@cython.final
+cdef class Queue:
+    """A pool's FIFO queue and dispatcher. Worker threads call work(); submitters
+    call the push methods; close() lets the workers drain and exit."""
+
+    def __cinit__(self, name):
+        self.name = name
+        self._serial = next(_serials)
+        self._slots = <Slot *>PyMem_RawMalloc(INITIAL_CAPACITY * sizeof(Slot))
+        self._idle = <PyObject **>PyMem_RawMalloc(8 * sizeof(PyObject *))
+        if self._slots == NULL or self._idle == NULL:
+            raise MemoryError()
+        self._cap = INITIAL_CAPACITY
+        self._idle_cap = 8
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        cdef Slot *s
+        if self._slots != NULL:
+            for i in range(self._count):
+                s = &self._slots[(self._head + i) & (self._cap - 1)]
+                _xdecref(s.fn)
+                _xdecref(s.args)
+                _xdecref(s.kwargs)
+                _xdecref(s.job)
+            PyMem_RawFree(self._slots)
+        if self._idle != NULL:
+            for i in range(self._idle_count):
+                _decref(self._idle[i])
+            PyMem_RawFree(self._idle)
+
+    # -- ring buffer (call with the mutex held) --------------------------------
+
+    cdef int _reserve(self, Py_ssize_t extra) except -1 nogil:
+        """Make room for extra more slots; -1 (no exception set) if out of memory."""
+        cdef Py_ssize_t need = self._count + extra
+        cdef Py_ssize_t cap = self._cap
+        cdef Py_ssize_t first
+        cdef Slot *slots
+        if need <= cap:
+            return 0
+        while cap < need:
+            cap <<= 1
+        slots = <Slot *>PyMem_RawMalloc(cap * sizeof(Slot))
+        if slots == NULL:
+            return -1
+        first = self._cap - self._head
+        if first > self._count:
+            first = self._count
+        memcpy(slots, &self._slots[self._head], first * sizeof(Slot))
+        memcpy(&slots[first], self._slots, (self._count - first) * sizeof(Slot))
+        PyMem_RawFree(self._slots)
+        self._slots = slots
+        self._cap = cap
+        self._head = 0
+        return 0
+
+    cdef inline Slot *_tail(self) noexcept nogil:
+        return &self._slots[(self._head + self._count) & (self._cap - 1)]
+
+    cdef PyObject *_take_idle(self) noexcept:
+        # Most recently idled first: its stack and caches are warmest.
+        if self._idle_count == 0:
+            return NULL
+        self._idle_count -= 1
+        (<Worker>self._idle[self._idle_count])._busy = True
+        return self._idle[self._idle_count]
+
+    cdef int _push_idle(self, Worker w) except -1:
+        cdef PyObject **grown
+        if self._idle_count == self._idle_cap:
+            grown = <PyObject **>PyMem_RawRealloc(
+                self._idle, 2 * self._idle_cap * sizeof(PyObject *))
+            if grown == NULL:
+                return -1
+            self._idle = grown
+            self._idle_cap *= 2
+        _incref(<PyObject *>w)
+        self._idle[self._idle_count] = <PyObject *>w
+        self._idle_count += 1
+        w._busy = False
+        return 0
+
+    cdef Job _new_job(self, object fn, tuple args, object kwargs, Owner owner):
+        cdef Job job = Job.__new__(Job)
+        job.pool = self.name
+        job.function = fn
+        job.args = args
+        job._kwargs = kwargs
+        job._owner = PyThread_get_thread_ident()
+        job._owner_token = owner
+        job._queue = self
+        return job
+
+    # -- submitting -------------------------------------------------------------
+
+    def push(self, fn, tuple args, dict kwargs):
+        """Queue fn(*args, **kwargs) as a fire-and-forget job."""
+        cdef Slot *s
+        cdef PyObject *idle
+        _check_callable(fn)
+        if not kwargs:
+            kwargs = None
+        self._mutex.acquire()
+        if self._closed or self._reserve(1) < 0:
+            self._mutex.release()
+            if self._closed:
+                raise _closed_error(self.name)
+            raise MemoryError()
+        s = self._tail()
+        s.fn = <PyObject *>fn
+        s.args = <PyObject *>args
+        s.kwargs = <PyObject *>kwargs if kwargs is not None else NULL
+        s.job = NULL
+        s.flags = 0
+        _incref(s.fn)
+        _incref(s.args)
+        _xincref(s.kwargs)
+        self._count += 1
+        idle = self._take_idle()
+        self._mutex.release()
+        if idle != NULL:
+            _wake(idle)
+
+    def push_many(self, fn, items):
+        """Queue fn(item) for each item as one batch: no other job lands between them."""
+        cdef Slot *s
+        cdef PyObject *idle
+        cdef Py_ssize_t i, n
+        _check_callable(fn)
+        cdef list batch = items if type(items) is list else list(items)
+        n = len(batch)
+        if n == 0:
+            return
+        self._mutex.acquire()
+        if self._closed or self._reserve(n) < 0:
+            self._mutex.release()
+            if self._closed:
+                raise _closed_error(self.name)
+            raise MemoryError()
+        for i in range(n):
+            s = self._tail()
+            s.fn = <PyObject *>fn
+            s.args = <PyObject *>batch[i]
+            s.kwargs = NULL
+            s.job = NULL
+            s.flags = SLOT_ONE_ARG
+            _incref(s.fn)
+            _incref(s.args)
+            self._count += 1
+        idle = self._take_idle()
+        self._mutex.release()
+        if idle != NULL:
+            _wake(idle)  # woken workers wake the next idle one while work remains
+
+    def push_async(self, fn, tuple args, dict kwargs):
+        """Queue fn(*args, **kwargs) and return its Job."""
+        cdef Slot *s
+        cdef PyObject *idle
+        _check_callable(fn)
+        cdef Job job = self._new_job(fn, args, kwargs if kwargs else None, _current_owner())
+        self._mutex.acquire()
+        if self._closed or self._reserve(1) < 0:
+            self._mutex.release()
+            if self._closed:
+                raise _closed_error(self.name)
+            raise MemoryError()
+        self._next_ref += 1
+        job._ref = (self._serial << REF_SHIFT) | self._next_ref
+        s = self._tail()
+        s.fn = NULL
+        s.args = NULL
+        s.kwargs = NULL
+        s.job = <PyObject *>job
+        s.flags = 0
+        _incref(s.job)
+        self._count += 1
+        idle = self._take_idle()
+        self._mutex.release()
+        if idle != NULL:
+            _wake(idle)
+        return job
+
+    def push_async_many(self, fn, items):
+        """Queue fn(item) for each item as one batch; their Jobs in input order."""
+        cdef Slot *s
+        cdef PyObject *idle
+        cdef Py_ssize_t i, n
+        cdef Job job
+        _check_callable(fn)
+        cdef list batch = items if type(items) is list else list(items)
+        n = len(batch)
+        cdef list jobs = [None] * n
+        if n == 0:
+            return jobs
+        cdef Owner owner = _current_owner()
+        for i in range(n):
+            jobs[i] = self._new_job(fn, (batch[i],), None, owner)
+        self._mutex.acquire()
+        if self._closed or self._reserve(n) < 0:
+            self._mutex.release()
+            if self._closed:
+                raise _closed_error(self.name)
+            raise MemoryError()
+        for i in range(n):
+            job = <Job>jobs[i]
+            self._next_ref += 1
+            job._ref = (self._serial << REF_SHIFT) | self._next_ref
+            s = self._tail()
+            s.fn = NULL
+            s.args = NULL
+            s.kwargs = NULL
+            s.job = <PyObject *>job
+            s.flags = 0
+            _incref(s.job)
+            self._count += 1
+        idle = self._take_idle()
+        self._mutex.release()
+        if idle != NULL:
+            _wake(idle)
+        return jobs
+
+    # -- working ----------------------------------------------------------------
+
+    def work(self, Worker worker):
+        """Run queued jobs on the calling thread until the queue is closed and
+        drained, or the worker is retired (returns None), or a job raises
+        (returns (exception, function, is_async): the worker has crashed).
+
+        Holds the GIL from one job to the next while work is queued; waits with
+        the GIL released on the worker's own semaphore when there is none."""
+        cdef Slot s
+        cdef PyObject *idle
+        cdef Job job
+        cdef list listeners
+        cdef bint run
+        while True:
+            self._mutex.acquire()
+            if worker._retired or (self._count == 0 and self._closed):
+                worker._busy = False
+                self._mutex.release()
+                return None
+            if self._count == 0:
+                if self._cap > SHRINK_ABOVE:
+                    self._shrink()
+                if self._push_idle(worker) < 0:
+                    self._mutex.release()
+                    raise MemoryError()
+                self._mutex.release()
+                with nogil:
+                    PyThread_acquire_lock(worker._wake, WAIT_LOCK)
+                continue
+            s = self._slots[self._head]
+            self._head = (self._head + 1) & (self._cap - 1)
+            self._count -= 1
+            worker._busy = True
+            idle = self._take_idle() if self._count else NULL
+            listeners = None
+            run = True
+            if s.job != NULL:
+                job = <Job>s.job
+                if job._state != PENDING:
+                    run = False  # cancelled while queued
+                elif not job._owner_token.alive:
+                    # Linked to a thread that died before the job started: drop it.
+                    job._state = CANCELLED
+                    listeners = job._listeners
+                    job._listeners = None
+                    run = False
+                else:
+                    job._state = RUNNING
+            self._mutex.release()
+            if idle != NULL:
+                _wake(idle)
+
+            if s.job == NULL:
+                fn = <object>s.fn
+                args = <object>s.args
+                _decref(s.fn)
+                _decref(s.args)
+                try:
+                    if s.flags & SLOT_ONE_ARG:
+                        fn(args)
+                    elif s.kwargs == NULL:
+                        fn(*args)
+                    else:
+                        kwargs = <object>s.kwargs
+                        _decref(s.kwargs)
+                        fn(*args, **kwargs)
+                except BaseException as exc:
+                    return (exc, fn, False)
+                finally:
+                    # Drop the job's references now, not when the next job arrives.
+                    fn = args = kwargs = None
+                continue
+
+            _decref(s.job)
+            if not run:
+                if listeners is not None:
+                    _notify(job, listeners)
+                job = None
+                continue
+            try:
+                if job._kwargs is None:
+                    result = job.function(*job.args)
+                else:
+                    result = job.function(*job.args, **job._kwargs)
+            except BaseException as exc:
+                self._mutex.acquire()
+                job._exception = exc
+                job._state = FINISHED
+                listeners = job._listeners
+                job._listeners = None
+                self._mutex.release()
+                if listeners is not None:
+                    _notify(job, listeners)
+                return (exc, job.function, True)
+            self._mutex.acquire()
+            job._result = result
+            job._state = FINISHED
+            listeners = job._listeners
+            job._listeners = None
+            self._mutex.release()
+            result = None
+            if listeners is not None:
+                _notify(job, listeners)
+            job = None
+
+    cdef void _shrink(self) noexcept nogil:
+        # Only called with an empty ring, so nothing needs copying.
+        cdef Slot *slots = <Slot *>PyMem_RawMalloc(INITIAL_CAPACITY * sizeof(Slot))
+        if slots == NULL:
+            return
+        PyMem_RawFree(self._slots)
+        self._slots = slots
+        self._cap = INITIAL_CAPACITY
+        self._head = 0
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def close(self, bint cancel_pending=False):
+        """Accept no more jobs; wake idle workers so they drain the queue and exit.
+
+        With cancel_pending, queued jobs are dropped (async ones marked cancelled)
+        instead of run. Returns the number of jobs dropped."""
+        cdef Slot *taken = NULL
+        cdef Py_ssize_t n = 0, n_idle = 0
+        cdef PyObject **idle
+        self._mutex.acquire()
+        self._closed = True
+        if cancel_pending and self._count:
+            taken = self._take_all(&n)
+        idle = self._detach_idle(&n_idle, True)
+        self._mutex.release()
+        _release_refs(idle, n_idle)
+        return _drop(taken, n)
+
+    def retire(self, Worker worker):
+        """Ask one worker to exit after its current job (the queue stays as it is)."""
+        cdef Py_ssize_t i
+        cdef PyObject *found = NULL
+        self._mutex.acquire()
+        worker._retired = True
+        for i in range(self._idle_count):
+            if self._idle[i] == <PyObject *>worker:
+                found = self._idle[i]
+                self._idle[i] = self._idle[self._idle_count - 1]
+                self._idle_count -= 1
+                break
+        self._mutex.release()
+        if found != NULL:
+            _wake(found)
+
+    cdef PyObject **_detach_idle(self, Py_ssize_t *n, bint wake) noexcept:
+        # Mutex held: empty the idle stack, waking each worker if asked (a C call,
+        # no Python code). The caller drops the references once the mutex is free.
+        cdef Py_ssize_t i
+        cdef PyObject **out = <PyObject **>PyMem_RawMalloc(
+            (self._idle_count + 1) * sizeof(PyObject *))
+        n[0] = self._idle_count if out != NULL else 0  # no memory: leak, never hang
+        for i in range(self._idle_count):
+            if wake:
+                (<Worker>self._idle[i])._busy = True
+                PyThread_release_lock((<Worker>self._idle[i])._wake)
+            if out != NULL:
+                out[i] = self._idle[i]
+        self._idle_count = 0
+        return out
+
+    cdef Slot *_take_all(self, Py_ssize_t *n) noexcept nogil:
+        # Mutex held: move every queued slot out, in FIFO order.
+        cdef Slot *taken = <Slot *>PyMem_RawMalloc((self._count + 1) * sizeof(Slot))
+        cdef Py_ssize_t i
+        if taken == NULL:
+            n[0] = 0
+            return NULL
+        for i in range(self._count):
+            taken[i] = self._slots[(self._head + i) & (self._cap - 1)]
+        n[0] = self._count
+        self._count = 0
+        self._head = 0
+        return taken
+
+    def fork_acquire(self):
+        """Before os.fork(): hold the mutex so the child never inherits it locked."""
+        self._mutex.acquire()
+
+    def fork_release(self, bint in_child):
+        """After os.fork(): release; in the child the queue is dead (its workers did
+        not survive the fork), so it is closed and what it held is dropped."""
+        cdef Slot *taken = NULL
+        cdef Py_ssize_t n = 0, n_idle = 0
+        cdef PyObject **idle
+        if not in_child:
+            self._mutex.release()
+            return
+        self._closed = True
+        if self._count:
+            taken = self._take_all(&n)
+        idle = self._detach_idle(&n_idle, False)
+        self._mutex.release()
+        _release_refs(idle, n_idle)
+        _drop(taken, n)
+
+    # -- introspection ----------------------------------------------------------
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def __len__(self):
+        """Number of queued jobs (cancelled async jobs count until a worker skips them)."""
+        return self._count
+
+    def snapshot(self):
+        """Queued jobs in FIFO order, as (function, args, kwargs, job) tuples; job is
+        None for fire-and-forget jobs. Cancelled jobs are left out."""
+        cdef Slot *copy
+        cdef Py_ssize_t i, n
+        cdef Slot *s
+        self._mutex.acquire()
+        n = self._count
+        copy = <Slot *>PyMem_RawMalloc((n or 1) * sizeof(Slot))
+        if copy == NULL:
+            self._mutex.release()
+            raise MemoryError()
+        for i in range(n):
+            s = &self._slots[(self._head + i) & (self._cap - 1)]
+            copy[i] = s[0]
+            _xincref(s.fn)
+            _xincref(s.args)
+            _xincref(s.kwargs)
+            _xincref(s.job)
+        self._mutex.release()
+        out = []
+        try:
+            for i in range(n):
+                s = &copy[i]
+                if s.job != NULL:
+                    job = <Job>s.job
+                    if job._state == PENDING:
+                        out.append((job.function, job.args, job.kwargs, job))
+                elif s.flags & SLOT_ONE_ARG:
+                    out.append((<object>s.fn, (<object>s.args,), {}, None))
+                else:
+                    out.append((<object>s.fn, <object>s.args,
+                                {} if s.kwargs == NULL else dict(<object>s.kwargs), None))
+        finally:
+            for i in range(n):
+                _xdecref(copy[i].fn)
+                _xdecref(copy[i].args)
+                _xdecref(copy[i].kwargs)
+                _xdecref(copy[i].job)
+            PyMem_RawFree(copy)
+        return out
+
+    def idle_count(self):
+        return self._idle_count
+
+    def __repr__(self):
+        return f"<Queue {self.name!r} queued={self._count} idle={self._idle_count}>"

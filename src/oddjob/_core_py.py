@@ -1,0 +1,843 @@
+"""oddjob's pure-Python core: the twin of the compiled ``_core``, with the same names and behaviour.
+
+Data flow::
+
+    push*() --lock--> deque of slots --lock--> Queue.work(worker) --> fn(...)
+        \\-- releases the wake lock of the most recently idled Worker
+    async jobs: Job <-- result/exception --> Waiters (blocked on their locks) and done callbacks
+
+One ``threading.Lock`` per Queue guards its deque, its stack of idle workers and the state
+of its Jobs. A thread that has to block does so on a lock of its own, held from birth and
+released once per wake-up: an idle Worker on its wake lock, a thread waiting for a Job on
+its Waiter. Nothing polls or sleeps.
+
+A slot is a plain tuple ``(fn, args, kwargs, job, one_arg)``: kwargs is None when there are
+none; one_arg marks a push_many item stored as is in place of an args tuple, called as
+``fn(item)``; job is the Job of an async job (whose fn, args and kwargs are the Job's own)
+and None for fire-and-forget work.
+
+Unlike C, Python lets a signal handler run between any two bytecodes, so waits on the main
+thread can be interrupted (Ctrl-C while waiting for a job raises KeyboardInterrupt). An
+interrupted wait cannot tell whether it consumed its release, so the lock it waited on is
+retired and a fresh one takes its place; the state shared with other threads stays sound.
+"""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import CancelledError
+from datetime import timedelta
+from itertools import repeat
+from time import monotonic
+from typing import Any, Final, Generic, TypeAlias, TypeVar, final
+
+from oddjob.errors import PoolNotFoundError
+
+__all__ = [
+    "IMPLEMENTATION",
+    "Job",
+    "Owner",
+    "Queue",
+    "Waiter",
+    "Worker",
+    "current_owner",
+    "seconds",
+    "wait_many",
+]
+
+_T = TypeVar("_T")
+
+IMPLEMENTATION: Final = "python"
+
+# Refs are (queue serial << _REF_SHIFT) | job number: unique across pools and time.
+_REF_SHIFT: Final = 40
+
+# Job states; done() is state >= _FINISHED.
+_PENDING: Final = 0
+_RUNNING: Final = 1
+_FINISHED: Final = 2
+_CANCELLED: Final = 3
+_STATE_NAMES: Final = ("pending", "running", "finished", "cancelled")
+
+_serials = iter(range(1, 1 << 23))
+_log = logging.getLogger("oddjob")
+
+
+# ----------------------------------------------------------------------------
+# Helpers
+
+
+def seconds(timeout: float | timedelta | None, what: str = "timeout") -> float:
+    """Validate a timeout: None means forever (-1.0); seconds or timedelta; not negative."""
+    value: float
+    if timeout is None:
+        return -1.0
+    if isinstance(timeout, timedelta):
+        value = timeout.total_seconds()
+    elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        value = float(timeout)
+    else:
+        raise TypeError(
+            f"{what} must be a number of seconds, a timedelta or None, not {type(timeout).__name__}"
+        )
+    if not value >= 0.0:  # also rejects NaN
+        raise ValueError(f"{what} must not be negative, got {timeout!r}")
+    return value
+
+
+def _check_callable(fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+
+
+def _check_args(args: object, kwargs: object) -> None:
+    # The compiled core types these arguments exactly (tuple, dict or None).
+    if type(args) is not tuple:
+        raise _bad_argument("args", "tuple", args)
+    if kwargs is not None and type(kwargs) is not dict:
+        raise _bad_argument("kwargs", "dict", kwargs)
+
+
+def _check_worker(worker: object) -> None:
+    if not isinstance(worker, Worker):
+        raise _bad_argument("worker", f"{__name__}.Worker", worker)
+
+
+def _bad_argument(name: str, expected: str, value: object) -> TypeError:
+    # Worded like the compiled core's check of a typed argument.
+    return TypeError(
+        f"Argument {name!r} has incorrect type (expected {expected}, got {type(value).__name__})"
+    )
+
+
+def _held_lock() -> _thread.LockType:
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    return lock
+
+
+# ----------------------------------------------------------------------------
+# Owners: a job's link to the thread that created it
+
+
+@final
+class Owner:
+    """Stands for one thread: alive until that thread's thread-locals are torn down."""
+
+    __slots__ = ("_alive",)
+
+    def __init__(self) -> None:
+        self._alive = True
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+
+@final
+class _OwnerGuard:
+    # Lives in its thread's thread-locals, which are cleared when the thread ends.
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: Owner) -> None:
+        self._owner = owner
+
+    def __del__(self) -> None:
+        self._owner._alive = False
+
+
+class _ThreadState(threading.local):
+    owner: Owner
+    owner_guard: _OwnerGuard
+    waiter: Waiter
+
+
+_locals = _ThreadState()
+
+
+def current_owner() -> Owner:
+    """The Owner token of the calling thread (alive until the thread ends)."""
+    try:
+        return _locals.owner
+    except AttributeError:
+        pass
+    owner = Owner()
+    _locals.owner_guard = _OwnerGuard(owner)
+    _locals.owner = owner
+    return owner
+
+
+# ----------------------------------------------------------------------------
+# Waiters: what a thread blocks on while a job finishes
+
+
+@final
+class Waiter:
+    """A binary semaphore one thread blocks on while a job finishes."""
+
+    __slots__ = ("in_use", "lock")
+
+    def __init__(self) -> None:
+        # Held from birth: block() waits until a finishing job releases it.
+        self.lock = _held_lock()
+        self.in_use = False
+
+    def block(self, timeout: float) -> bool:
+        """Wait for the release: True if released, False on timeout (timeout < 0: forever).
+
+        On the main thread, signal handlers run during the wait and a raising one
+        (Ctrl-C) propagates its exception."""
+        if timeout < 0:
+            return self.lock.acquire()
+        deadline = monotonic() + timeout
+        # acquire() resumes by itself after signal handlers; the loop only splits waits
+        # longer than the platform allows into several.
+        while not self.lock.acquire(timeout=min(timeout, threading.TIMEOUT_MAX)):
+            timeout = deadline - monotonic()
+            if timeout <= 0:
+                return False
+        return True
+
+    def consume(self) -> None:
+        """Take a release that is already on its way (the job finished)."""
+        self.lock.acquire()
+
+
+def _get_waiter() -> Waiter:
+    try:
+        waiter = _locals.waiter
+    except AttributeError:
+        waiter = _locals.waiter = Waiter()
+    if waiter.in_use:  # re-entered from a signal handler: use a fresh one
+        waiter = Waiter()
+    waiter.in_use = True
+    return waiter
+
+
+def _discard_waiter(waiter: Waiter) -> None:
+    # Its wait was interrupted after the job took it: whether its release has been
+    # consumed is unknown, so it must never be waited on again.
+    if getattr(_locals, "waiter", None) is waiter:
+        del _locals.waiter
+
+
+# ----------------------------------------------------------------------------
+# Workers
+
+
+@final
+class Worker:
+    """The core's side of one worker thread: its wake lock and busy flag."""
+
+    __slots__ = ("_busy", "_retired", "_wake", "name", "thread")
+
+    def __init__(self, name: object = None) -> None:
+        # Held except while a wake-up is on its way: an idle worker blocks acquiring it.
+        # Whoever takes the worker off the idle stack releases it, exactly once.
+        self._wake = _held_lock()
+        self._busy = False
+        self._retired = False
+        self.thread: Any = None
+        self.name: Any = name
+
+    @property
+    def busy(self) -> bool:
+        """True while the worker is assigned a job (or has been woken to take one)."""
+        return self._busy
+
+    @property
+    def retired(self) -> bool:
+        return self._retired
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.name!r} {'busy' if self._busy else 'idle'}>"
+
+
+# ----------------------------------------------------------------------------
+# Jobs
+
+
+@final
+class Job(Generic[_T]):
+    """Handle of an async job: its result slot, cancel, callbacks and awaiting."""
+
+    __slots__ = (
+        "_args",
+        "_exception",
+        "_function",
+        "_kwargs",
+        "_listeners",
+        "_owner",
+        "_owner_token",
+        "_pool",
+        "_queue",
+        "_ref",
+        "_result",
+        "_state",
+    )
+
+    __oddjob_job__ = True
+
+    _pool: str
+    _function: Callable[..., _T]
+    _args: tuple[Any, ...]
+    _kwargs: dict[str, Any] | None
+    _owner: int
+    _owner_token: Owner
+    _ref: int
+    _queue: Queue
+    _state: int
+    _result: _T  # set only once the job has succeeded
+    _exception: BaseException | None
+    _listeners: list[Waiter | Callable[[Job[_T]], object]] | None  # None until there is one
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("Job objects are created by async_perform, not directly")
+
+    @property
+    def ref(self) -> int:
+        return self._ref
+
+    @property
+    def pool(self) -> str:
+        return self._pool
+
+    @property
+    def function(self) -> Callable[..., _T]:
+        return self._function
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return self._args
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {} if self._kwargs is None else self._kwargs
+
+    @property
+    def owner(self) -> int:
+        return self._owner
+
+    @property
+    def async_(self) -> bool:
+        return True
+
+    def done(self) -> bool:
+        return self._state >= _FINISHED
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def running(self) -> bool:
+        return self._state == _RUNNING
+
+    def cancel(self) -> bool:
+        """Cancel the job if it is still queued; True if it is (now) cancelled."""
+        listeners = None
+        with self._queue._lock:
+            if self._state == _PENDING:
+                self._state = _CANCELLED
+                listeners, self._listeners = self._listeners, None
+            elif self._state != _CANCELLED:
+                return False
+        if listeners is not None:
+            _notify(self, listeners)
+        return True
+
+    def result(self, timeout: float | timedelta | None = None) -> _T:
+        """Wait for the job (timeout seconds; None waits forever) and return its result.
+
+        Re-raises the job's exception; TimeoutError if it is not done in time (the
+        job goes on and can be awaited again); CancelledError if it was cancelled."""
+        if not self._wait(timeout):
+            raise TimeoutError(f"job {self._ref} did not finish within {timeout} seconds")
+        return self._outcome()
+
+    def exception(self, timeout: float | timedelta | None = None) -> BaseException | None:
+        """Wait like result(), then return the job's exception (None if it succeeded)."""
+        if not self._wait(timeout):
+            raise TimeoutError(f"job {self._ref} did not finish within {timeout} seconds")
+        if self._state == _CANCELLED:
+            raise CancelledError()
+        return self._exception
+
+    def add_done_callback(self, fn: Callable[[Job[_T]], object]) -> None:
+        """Call fn(job) when the job is done (now, if it already is)."""
+        _check_callable(fn)
+        with self._queue._lock:
+            if self._state < _FINISHED:
+                if self._listeners is None:
+                    self._listeners = [fn]
+                else:
+                    self._listeners.append(fn)
+                return
+        try:
+            fn(self)
+        except Exception:
+            _log.exception("done callback %r of %r raised", fn, self)
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        from oddjob._aio import await_job
+
+        return await_job(self).__await__()
+
+    def __repr__(self) -> str:
+        name = getattr(self._function, "__qualname__", None) or repr(self._function)
+        return f"<Job ref={self._ref} pool={self._pool!r} fn={name} {_STATE_NAMES[self._state]}>"
+
+    def _outcome(self) -> _T:
+        if self._state == _CANCELLED:
+            raise CancelledError()
+        if self._exception is not None:
+            raise self._exception
+        return self._result
+
+    def _wait(self, timeout: float | timedelta | None) -> bool:
+        """True once the job is done, False if the timeout ran out first."""
+        t = seconds(timeout)
+        if self._state >= _FINISHED:
+            return True
+        if t == 0.0:
+            return False
+        waiter = _get_waiter()
+        with self._queue._lock:
+            finished = self._state >= _FINISHED
+            if finished:
+                pass
+            elif self._listeners is None:
+                self._listeners = [waiter]
+            else:
+                self._listeners.append(waiter)
+        if finished:
+            waiter.in_use = False
+            return True
+        try:
+            released = waiter.block(t)
+        except BaseException:
+            self._unwait(waiter, interrupted=True)
+            raise
+        return released or not self._unwait(waiter)
+
+    def _unwait(self, waiter: Waiter, *, interrupted: bool = False) -> bool:
+        """Withdraw a waiter that stopped waiting: True if withdrawn before the job finished.
+
+        Otherwise the finishing thread has taken it and releases it: that release is
+        consumed here (it is guaranteed to come), or, after an interrupted wait that may
+        already have consumed it, the waiter is discarded."""
+        removed = False
+        with self._queue._lock:
+            listeners = self._listeners
+            if listeners is not None:
+                for i, listener in enumerate(listeners):
+                    if listener is waiter:
+                        del listeners[i]
+                        removed = True
+                        break
+        if not removed:
+            if interrupted:
+                _discard_waiter(waiter)
+                return False
+            try:
+                waiter.consume()
+            except BaseException:
+                _discard_waiter(waiter)
+                raise
+        waiter.in_use = False
+        return removed
+
+
+def _notify(job: Job[_T], listeners: list[Waiter | Callable[[Job[_T]], object]]) -> None:
+    # Release every waiter before any callback runs: a slow callback must not hold them up.
+    for listener in listeners:
+        if isinstance(listener, Waiter):
+            listener.lock.release()
+    for listener in listeners:
+        if not isinstance(listener, Waiter):
+            try:
+                listener(job)
+            except Exception:
+                _log.exception("done callback %r of %r raised", listener, job)
+
+
+def wait_many(jobs: Iterable[Job[Any]], timeout: float | timedelta | None = 5.0) -> list[Any]:
+    """Results of jobs in their order within one overall deadline.
+
+    Raises the first failure seen (a job already failed when the call starts wins,
+    then in order); TimeoutError leaves every job collectable later."""
+    t = seconds(timeout)
+    deadline = monotonic() + t if t >= 0 else 0.0
+    seq = list(jobs)
+    n = len(seq)
+    for i, item in enumerate(seq):
+        if type(item) is Job:
+            if item._state == _FINISHED and item._exception is not None:
+                raise item._exception
+        elif not getattr(type(item), "__oddjob_job__", False):
+            raise TypeError(f"await_many takes Jobs, got {type(item).__name__} at index {i}")
+    results: list[Any] = [None] * n
+    for i, item in enumerate(seq):
+        left = None if t < 0 else max(deadline - monotonic(), 0.0)
+        if type(item) is Job:
+            if not item._wait(left):
+                raise TimeoutError(
+                    f"await_many: {n - i} of {n} jobs not done within {timeout} seconds"
+                )
+            results[i] = item._outcome()
+        else:  # a Job of the other core implementation
+            results[i] = item.result(left)
+    return results
+
+
+# ----------------------------------------------------------------------------
+# The queue
+
+_Slot: TypeAlias = tuple[Callable[..., Any], Any, dict[str, Any] | None, Job[Any] | None, bool]
+_Crash: TypeAlias = tuple[BaseException, Callable[..., Any], bool]
+_Queued: TypeAlias = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Job[Any] | None]
+
+
+def _drop(taken: list[_Slot]) -> int:
+    # Without the lock: cancel the dropped async jobs (their callbacks run here).
+    for _fn, _args, _kwargs, job, _one_arg in taken:
+        if job is not None:
+            job.cancel()
+    return len(taken)
+
+
+def _closed_error(name: str) -> PoolNotFoundError:
+    return PoolNotFoundError(f"pool {name!r} is stopped and accepts no more jobs")
+
+
+@final
+class Queue:
+    """A pool's FIFO queue and dispatcher. Worker threads call work(); submitters
+    call the push methods; close() lets the workers drain and exit."""
+
+    __slots__ = ("_closed", "_idle", "_lock", "_name", "_next_ref", "_serial", "_slots")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._serial = next(_serials)
+        self._next_ref = 0
+        self._lock = threading.Lock()
+        self._slots: deque[_Slot] = deque()
+        # A stack: the most recently idled worker is woken first (warmest caches).
+        self._idle: list[Worker] = []
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    # -- called with the lock held ------------------------------------------------
+
+    def _take_idle(self) -> _thread.LockType | None:
+        """Pop the most recently idled worker: the wake lock to release once the
+        queue lock is free, or None if no worker is idle."""
+        if not self._idle:
+            return None
+        worker = self._idle.pop()
+        worker._busy = True
+        # Taken now, under the lock: _unpark may give the worker a new one.
+        return worker._wake
+
+    def _new_job(
+        self,
+        fn: Callable[..., _T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        owner: Owner,
+    ) -> Job[_T]:
+        job: Job[_T] = Job.__new__(Job)
+        job._pool = self._name
+        job._function = fn
+        job._args = args
+        job._kwargs = kwargs
+        job._owner = threading.get_ident()
+        job._owner_token = owner
+        job._ref = 0  # numbered when queued
+        job._queue = self
+        job._state = _PENDING
+        job._exception = None
+        job._listeners = None
+        return job
+
+    # -- submitting -----------------------------------------------------------------
+
+    def push(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None
+    ) -> None:
+        """Queue fn(*args, **kwargs) as a fire-and-forget job."""
+        _check_args(args, kwargs)
+        _check_callable(fn)
+        slot = (fn, args, kwargs or None, None, False)
+        with self._lock:
+            if self._closed:
+                raise _closed_error(self._name)
+            self._slots.append(slot)
+            wake = self._take_idle()
+        if wake is not None:
+            wake.release()
+
+    def push_many(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> None:
+        """Queue fn(item) for each item as one batch: no other job lands between them."""
+        _check_callable(fn)
+        batch = items if type(items) is list else list(items)
+        if not batch:
+            return
+        with self._lock:
+            if self._closed:
+                raise _closed_error(self._name)
+            # One slot per item, the item itself in place of an args tuple.
+            self._slots.extend(zip(repeat(fn), batch, repeat(None), repeat(None), repeat(True)))
+            wake = self._take_idle()
+        if wake is not None:
+            wake.release()  # woken workers wake the next idle one while work remains
+
+    def push_async(
+        self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any] | None
+    ) -> Job[_T]:
+        """Queue fn(*args, **kwargs) and return its Job."""
+        _check_args(args, kwargs)
+        _check_callable(fn)
+        kwargs = kwargs or None
+        job = self._new_job(fn, args, kwargs, current_owner())
+        with self._lock:
+            if self._closed:
+                raise _closed_error(self._name)
+            self._next_ref += 1
+            job._ref = (self._serial << _REF_SHIFT) | self._next_ref
+            self._slots.append((fn, args, kwargs, job, False))
+            wake = self._take_idle()
+        if wake is not None:
+            wake.release()
+        return job
+
+    def push_async_many(self, fn: Callable[[Any], _T], items: Iterable[Any]) -> list[Job[_T]]:
+        """Queue fn(item) for each item as one batch; their Jobs in input order."""
+        _check_callable(fn)
+        batch = items if type(items) is list else list(items)
+        if not batch:
+            return []
+        owner = current_owner()
+        jobs = [self._new_job(fn, (item,), None, owner) for item in batch]
+        with self._lock:
+            if self._closed:
+                raise _closed_error(self._name)
+            ref = (self._serial << _REF_SHIFT) | self._next_ref
+            for job in jobs:
+                ref += 1
+                job._ref = ref
+                self._slots.append((fn, job._args, None, job, False))
+            self._next_ref += len(jobs)
+            wake = self._take_idle()
+        if wake is not None:
+            wake.release()
+        return jobs
+
+    # -- working ----------------------------------------------------------------------
+
+    def work(self, worker: Worker) -> _Crash | None:
+        """Run queued jobs on the calling thread until the queue is closed and
+        drained, or the worker is retired (returns None), or a job raises
+        (returns (exception, function, is_async): the worker has crashed).
+
+        Goes from one job to the next while work is queued; blocks on the worker's
+        own wake lock when there is none."""
+        _check_worker(worker)
+        lock = self._lock
+        slots = self._slots
+        listeners: list[Waiter | Callable[[Job[Any]], object]] | None
+        while True:
+            with lock:
+                took = bool(slots) and not worker._retired
+                if took:
+                    fn, args, kwargs, job, one_arg = slots.popleft()
+                    worker._busy = True
+                    # More is queued and a worker idles: wake it (it wakes the next, and so on).
+                    wake = self._take_idle() if slots and self._idle else None
+                    run = True
+                    listeners = None
+                    if job is not None:
+                        if job._state != _PENDING:  # cancelled while queued
+                            run = False
+                        elif not job._owner_token._alive:
+                            # Its thread died before the job started: nobody wants the result.
+                            job._state = _CANCELLED
+                            listeners, job._listeners = job._listeners, None
+                            run = False
+                        else:
+                            job._state = _RUNNING
+            if not took:
+                if self._park(worker):
+                    continue
+                return None
+            if wake is not None:
+                wake.release()
+
+            # Each path drops the job's references (del) before the worker may go idle.
+            if job is None:
+                try:
+                    if one_arg:
+                        fn(args)
+                    elif kwargs is None:
+                        fn(*args)
+                    else:
+                        fn(*args, **kwargs)
+                except BaseException as exc:
+                    return (exc, fn, False)
+                del fn, args, kwargs
+                continue
+
+            if not run:
+                if listeners is not None:
+                    _notify(job, listeners)
+                del fn, args, kwargs, job, listeners
+                continue
+            try:
+                result = fn(*args) if kwargs is None else fn(*args, **kwargs)
+            except BaseException as exc:
+                with lock:
+                    job._exception = exc
+                    job._state = _FINISHED
+                    listeners, job._listeners = job._listeners, None
+                if listeners is not None:
+                    _notify(job, listeners)
+                return (exc, fn, True)
+            with lock:
+                job._result = result
+                job._state = _FINISHED
+                listeners, job._listeners = job._listeners, None
+            del result
+            if listeners is not None:
+                _notify(job, listeners)
+            del fn, args, kwargs, job, listeners
+
+    def _park(self, worker: Worker) -> bool:
+        """Idle the worker until a push, close() or retire() wakes it: True to look for
+        work again, False to leave (queue closed and drained, or worker retired)."""
+        try:
+            with self._lock:
+                if worker._retired or (self._closed and not self._slots):
+                    worker._busy = False
+                    # Retired just after a pusher picked it: pass that wake-up on.
+                    handoff = self._take_idle() if self._slots else None
+                    leave = True
+                elif self._slots:
+                    return True  # work arrived since the caller looked
+                else:
+                    self._idle.append(worker)
+                    worker._busy = False
+                    leave = False
+            if leave:
+                if handoff is not None:
+                    handoff.release()
+                return False
+            worker._wake.acquire()
+            return True
+        except BaseException:
+            self._unpark(worker)
+            raise
+
+    def _unpark(self, worker: Worker) -> None:
+        # Going idle was interrupted (a signal handler raised on the main thread).
+        with self._lock:
+            worker._busy = False
+            for i, idle in enumerate(self._idle):
+                if idle is worker:
+                    del self._idle[i]  # nobody woke it: its wake lock is still held
+                    return
+            # Not idle (any more): a waker may have taken it off the stack and be releasing
+            # its wake lock, which this thread may or may not have consumed. A new lock
+            # makes that certain, and a wake-up it may have had goes to another worker.
+            worker._wake = _held_lock()
+            handoff = self._take_idle() if self._slots else None
+        if handoff is not None:
+            handoff.release()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def close(self, cancel_pending: bool = False) -> int:
+        """Accept no more jobs; wake idle workers so they drain the queue and exit.
+
+        With cancel_pending, queued jobs are dropped (async ones marked cancelled)
+        instead of run. Returns the number of jobs dropped."""
+        taken: list[_Slot] = []
+        with self._lock:
+            self._closed = True
+            if cancel_pending and self._slots:
+                taken = list(self._slots)
+                self._slots.clear()
+            for worker in self._idle:
+                worker._busy = True
+                worker._wake.release()
+            self._idle.clear()
+        return _drop(taken)
+
+    def retire(self, worker: Worker) -> None:
+        """Ask one worker to exit after its current job (the queue stays as it is)."""
+        _check_worker(worker)
+        wake = None
+        with self._lock:
+            worker._retired = True
+            for i, idle in enumerate(self._idle):
+                if idle is worker:
+                    del self._idle[i]
+                    wake = worker._wake
+                    break
+        if wake is not None:
+            wake.release()
+
+    def fork_acquire(self) -> None:
+        """Before os.fork(): hold the lock so the child never inherits it locked."""
+        self._lock.acquire()
+
+    def fork_release(self, in_child: bool) -> None:
+        """After os.fork(): release; in the child the queue is dead (its workers did
+        not survive the fork), so it is closed and what it held is dropped."""
+        if not in_child:
+            self._lock.release()
+            return
+        self._closed = True
+        taken = list(self._slots)
+        self._slots.clear()
+        self._idle.clear()  # their threads are gone: nobody to wake
+        self._lock.release()
+        _drop(taken)
+
+    # -- introspection ------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        """Number of queued jobs (cancelled async jobs count until a worker skips them)."""
+        return len(self._slots)
+
+    def snapshot(self) -> list[_Queued]:
+        """Queued jobs in FIFO order, as (function, args, kwargs, job) tuples; job is
+        None for fire-and-forget jobs. Cancelled jobs are left out."""
+        with self._lock:
+            slots = list(self._slots)
+        out: list[_Queued] = []
+        for fn, args, kwargs, job, one_arg in slots:
+            if job is not None:
+                if job._state == _PENDING:
+                    out.append((job.function, job.args, job.kwargs, job))
+            elif one_arg:
+                out.append((fn, (args,), {}, None))
+            else:
+                out.append((fn, args, {} if kwargs is None else dict(kwargs), None))
+        return out
+
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    def __repr__(self) -> str:
+        return f"<Queue {self._name!r} queued={len(self._slots)} idle={len(self._idle)}>"
