@@ -1,0 +1,157 @@
+"""The module-level job calls: resolve the pool, hand the job to its core queue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any, ParamSpec, TypeVar
+
+from . import _backend, registry
+from .pool import Pool, _as_list
+
+__all__ = [
+    "async_perform",
+    "async_perform_many",
+    "await_",
+    "await_many",
+    "perform",
+    "perform_many",
+    "start_link",
+    "stop",
+    "whereis",
+    "workers",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Item = TypeVar("Item")
+
+PoolName = str | Pool
+Timeout = float | timedelta | None
+
+# name/Pool -> core queue of every running pool. The job calls below read it inline
+# (no helper call: this is the hot path) and fall back to registry.queue on a miss.
+_queues = registry.queues
+
+
+def perform(pool: PoolName, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+    """Run ``fn(*args, **kwargs)`` on a worker of ``pool``; fire and forget.
+
+    Raises:
+        TypeError: fn is not callable, or pool is not a str or Pool.
+        PoolNotFoundError: the pool is not running (and not configured).
+    """
+    try:
+        queue = _queues[pool]
+    except (KeyError, TypeError):
+        queue = registry.queue(pool)
+    queue.push(fn, args, kwargs)
+
+
+def perform_many(pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], Any]) -> None:
+    """Run ``fn(item)`` for each item. The batch enters the queue at once, in order:
+    no other caller's job lands between its members."""
+    registry.queue(pool).push_many(fn, _as_list(iterable))
+
+
+def async_perform(pool: PoolName, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Any:
+    """Run ``fn(*args, **kwargs)`` on a worker and return its ``Job``."""
+    try:
+        queue = _queues[pool]
+    except (KeyError, TypeError):
+        queue = registry.queue(pool)
+    return queue.push_async(fn, args, kwargs)
+
+
+def async_perform_many(
+    pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], T]
+) -> list[Any]:
+    """One async job per item, queued as one batch; the Jobs in input order."""
+    return registry.queue(pool).push_async_many(fn, _as_list(iterable))  # type: ignore[no-any-return]
+
+
+def await_(job: Any, timeout: Timeout = 5.0) -> Any:
+    """Wait for ``job`` and return its result.
+
+    Args:
+        job: a Job from async_perform.
+        timeout: seconds (or timedelta) to wait; None waits forever.
+
+    Raises:
+        TimeoutError: not done in time; the job goes on and can be awaited again.
+        concurrent.futures.CancelledError: the job was cancelled.
+        Exception: whatever the job raised, with its traceback.
+    """
+    if not getattr(type(job), "__oddjob_job__", False):
+        raise TypeError(f"await_ takes a Job, not {type(job).__name__}")
+    return job.result(timeout)
+
+
+def await_many(jobs: Iterable[Any], timeout: Timeout = 5.0) -> list[Any]:
+    """Results of ``jobs`` in their order, within one overall deadline.
+
+    Raises the first failure seen; on TimeoutError every job stays collectable.
+    """
+    return _backend.core.wait_many(jobs, timeout)  # type: ignore[no-any-return]
+
+
+def start_link(arg: Any = None, /, **options: Any) -> Pool:
+    """Start and register a pool. ``arg`` is a name, a dict of options with "name",
+    or a ``(name, options)`` pair; keyword options are merged over it.
+
+    Raises:
+        PoolAlreadyStartedError: a pool of that name is running.
+        TypeError: no name, or a name that is not a str.
+        ConfigError: an unknown option or a bad value.
+    """
+    name, opts = _parse_child(arg, options)
+    return Pool(name, **opts).start()
+
+
+def _parse_child(arg: Any, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    opts: dict[str, Any] = {}
+    if isinstance(arg, dict):
+        opts.update(arg)
+        name = opts.pop("name", None)
+    elif isinstance(arg, tuple):
+        if len(arg) != 2 or not isinstance(arg[1], dict):
+            raise TypeError("a pool spec tuple must be (name, options_dict)")
+        name, extra = arg
+        opts.update(extra)
+    else:
+        name = arg
+    opts.update(options)
+    name = opts.pop("name", name)
+    if name is None:
+        raise TypeError("start_link needs a pool name")
+    if type(name) is not str:
+        raise TypeError(f"a pool name must be a str, not {type(name).__name__}")
+    return name, opts
+
+
+def stop(
+    pool: PoolName,
+    *,
+    wait: bool = True,
+    timeout: Timeout = None,
+    cancel_pending: bool = False,
+) -> None:
+    """Stop a running pool; see ``Pool.stop``. Afterwards its name is free again."""
+    found = registry.whereis(pool) if isinstance(pool, str) else pool
+    if not isinstance(found, Pool):
+        if found is None:
+            from .errors import PoolNotFoundError
+
+            raise PoolNotFoundError(f"no pool named {pool!r} is running")
+        raise TypeError(f"pool must be a str name or a Pool, not {type(pool).__name__}")
+    found.stop(wait=wait, timeout=timeout, cancel_pending=cancel_pending)
+
+
+def whereis(name: str) -> Pool | None:
+    """The running ``Pool`` called ``name``, or None."""
+    return registry.whereis(name)
+
+
+def workers(pool: PoolName) -> list[Any]:
+    """The pool's worker threads (``threading.Thread``)."""
+    return registry.lookup(pool).workers()

@@ -1,0 +1,174 @@
+"""The registry of running pools by name, and the process-wide lifecycle hooks.
+
+Callers resolve a pool name (or a Pool object) to its core queue here: one dict
+lookup on the hot path. Configured pools (the default pool "job", ...) start
+lazily the first time they are named. The first pool to start installs the
+interpreter-exit drain and the at-fork reset; nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import config
+from .errors import PoolAlreadyStartedError, PoolNotFoundError
+
+if TYPE_CHECKING:
+    from .pool import Pool
+
+logger = logging.getLogger("oddjob")
+
+_lock = threading.RLock()
+_pools: dict[str, Pool] = {}
+# name -> queue and Pool object -> queue, read without the lock by every job call.
+queues: dict[object, Any] = {}
+_hooks_installed = False
+
+
+def register(pool: Pool, start: Callable[[], None]) -> None:
+    """Run ``start`` and register ``pool`` under its name, atomically."""
+    with _lock:
+        if pool.name in _pools:
+            raise PoolAlreadyStartedError(f"pool {pool.name!r} is already started")
+        _install_hooks()
+        start()
+        _pools[pool.name] = pool
+        queues[pool.name] = pool._queue
+        queues[pool] = pool._queue
+
+
+def unregister(pool: Pool) -> None:
+    """Remove a running pool; PoolNotFoundError if it is not the one registered."""
+    with _lock:
+        if _pools.get(pool.name) is not pool:
+            raise PoolNotFoundError(f"pool {pool.name!r} is not running")
+        del _pools[pool.name]
+        queues.pop(pool.name, None)
+        queues.pop(pool, None)
+
+
+def lookup(pool: object) -> Pool:
+    """The running Pool for a name or Pool, starting a configured pool if need be.
+
+    Raises:
+        TypeError: ``pool`` is neither a str nor a Pool.
+        PoolNotFoundError: no such pool is running or configured.
+    """
+    from .pool import Pool
+
+    if isinstance(pool, Pool):
+        if not pool.running:
+            raise PoolNotFoundError(f"pool {pool.name!r} is not running")
+        return pool
+    if type(pool) is not str:
+        raise TypeError(f"pool must be a str name or a Pool, not {type(pool).__name__}")
+    found = _pools.get(pool)
+    if found is not None:
+        return found
+    with _lock:
+        found = _pools.get(pool)
+        if found is not None:
+            return found
+        options = config.options_for(pool)
+        if options is None:
+            raise PoolNotFoundError(f"no pool named {pool!r} is running")
+        new = Pool(
+            pool,
+            pool_size=options.pool_size,
+            max_restarts=options.max_restarts,
+            max_seconds=options.max_seconds,
+        )
+        new.start()  # RLock: register() re-enters
+        return new
+
+
+def queue(pool: object) -> Any:
+    """The core queue of a running pool (the hot path of every job call)."""
+    try:
+        return queues[pool]
+    except (KeyError, TypeError):  # not running yet, or not a name at all
+        return lookup(pool).queue
+
+
+def whereis(name: str) -> Pool | None:
+    """The running Pool of that name, or None."""
+    if type(name) is not str:
+        raise TypeError(f"a pool name must be a str, not {type(name).__name__}")
+    return _pools.get(name)
+
+
+def running() -> list[Pool]:
+    with _lock:
+        return list(_pools.values())
+
+
+def stop_all(timeout: float | None = None, cancel_pending: bool = False) -> None:
+    """Stop every running pool, draining them within one overall ``timeout``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pools = running()
+    for pool in pools:
+        try:
+            pool.stop(wait=False, cancel_pending=cancel_pending)
+        except PoolNotFoundError:  # stopped meanwhile
+            pass
+    for pool in pools:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            pool._join(None if left is None else time.monotonic() + left)
+        except TimeoutError:
+            logger.warning("pool %r did not drain within %s seconds at exit", pool.name, timeout)
+
+
+# -- process lifecycle ------------------------------------------------------------
+
+
+def _at_exit() -> None:
+    # Runs in threading._shutdown, before non-daemon threads are joined: drain every
+    # pool within a bound. Ctrl-C here propagates (join is interruptible).
+    stop_all(timeout=config.EXIT_TIMEOUT)
+
+
+def _before_fork() -> None:
+    _lock.acquire()
+    for pool in _pools.values():
+        pool._queue.fork_acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for pool in _pools.values():
+        pool._queue.fork_release(False)
+    _lock.release()
+
+
+def _after_fork_in_child() -> None:
+    # Worker threads do not survive fork: inherited pools are dead. Drop them (their
+    # queued jobs are cancelled, never run twice) so configured pools start afresh.
+    global _lock
+    for pool in _pools.values():
+        pool._queue.fork_release(True)
+        pool._after_fork_in_child()
+    _pools.clear()
+    queues.clear()
+    _lock = threading.RLock()
+
+
+def _install_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    try:
+        threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+    except RuntimeError:  # the interpreter is already shutting down
+        pass
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
