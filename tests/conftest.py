@@ -1,0 +1,106 @@
+"""One suite, two implementations: every test runs over the compiled core and the
+pure-Python twin (the autouse `core` fixture), with a thread-leak check around it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import ModuleType
+
+import pytest
+
+import oddjob
+import support
+from oddjob import _backend
+
+# How long worker threads get to exit once their pools are stopped.
+THREAD_EXIT_WAIT = 5.0
+# How long stopping one pool may take during cleanup (it only drains test leftovers).
+STOP_TIMEOUT = 30.0
+CORES = ["compiled", "python"]
+
+
+def oddjob_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("oddjob")]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """After the test (and after `core` has stopped its pools) no oddjob thread that the
+    test started is still alive. Threads alive before the test are another test's leak."""
+    before = set(oddjob_threads())
+    yield
+    deadline = time.monotonic() + THREAD_EXIT_WAIT
+    for t in oddjob_threads():
+        if t not in before:
+            t.join(max(0.0, deadline - time.monotonic()))
+    leaked = [t.name for t in oddjob_threads() if t not in before]
+    assert not leaked, f"oddjob threads still alive {THREAD_EXIT_WAIT}s after the test: {leaked}"
+
+
+def core_module(name: str) -> ModuleType | None:
+    if name == "python":
+        from oddjob import _core_py
+
+        return _core_py
+    return _backend.compiled()
+
+
+def stop_everything() -> None:
+    """Release every gate, then stop every pool the test may have started."""
+    support.open_all_gates()
+    errors = []
+    for name in [*support.take_names(), "job"]:
+        if oddjob.whereis(name) is None:
+            continue
+        try:
+            oddjob.stop(name, timeout=STOP_TIMEOUT, cancel_pending=True)
+        except oddjob.PoolNotFoundError:
+            pass  # stopped by the test itself in the meantime
+        except Exception as exc:
+            errors.append(f"stop({name!r}) raised {exc!r}")
+    assert not errors, "; ".join(errors)
+
+
+@pytest.fixture(params=CORES, autouse=True)
+def core(request: pytest.FixtureRequest, _no_leaked_threads: None) -> Iterator[ModuleType]:
+    """The core implementation the test's pools run on (a module with Queue, Job, ...)."""
+    module = core_module(request.param)
+    if module is None:
+        pytest.skip(
+            "the compiled core oddjob._core is not importable (not built: run "
+            "`python setup.py build_ext --inplace`); testing the pure-Python core only"
+        )
+    assert request.param == module.IMPLEMENTATION
+    with _backend.use(module):
+        try:
+            yield module
+        finally:
+            stop_everything()
+
+
+@pytest.fixture
+def make_pool() -> Callable[..., str]:
+    """make_pool(size, **options) starts a pool under a fresh name and returns the name."""
+
+    def make(size: int = 1, **options: object) -> str:
+        name = support.new_name()
+        oddjob.start_link(name, pool_size=size, **options)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def oddjob_log(caplog: pytest.LogCaptureFixture) -> Iterator[support.LogWatcher]:
+    """Capture the "oddjob" logger (in caplog too) and wait for records from workers."""
+    caplog.set_level(logging.DEBUG, logger="oddjob")
+    watcher = support.LogWatcher(caplog)
+    logger = logging.getLogger("oddjob")
+    logger.addHandler(watcher)
+    try:
+        yield watcher
+    finally:
+        logger.removeHandler(watcher)
