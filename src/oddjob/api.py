@@ -92,7 +92,7 @@ def await_many(jobs: Iterable[Any], timeout: Timeout = 5.0) -> list[Any]:
 
     Raises the first failure seen; on TimeoutError every job stays collectable.
     """
-    return _backend.core.wait_many(jobs, timeout)  # type: ignore[no-any-return]
+    return _backend.core.wait_many(jobs, timeout)
 
 
 def start_link(arg: Any = None, /, **options: Any) -> Pool:

@@ -34,7 +34,7 @@ class PoolOptions:
     def build(cls, base: PoolOptions | None = None, **options: Any) -> PoolOptions:
         """Validate ``options`` over ``base``; unknown keys and bad values raise ConfigError."""
         base = base or cls()
-        values = {
+        values: dict[str, Any] = {
             "pool_size": base.pool_size,
             "max_restarts": base.max_restarts,
             "max_seconds": base.max_seconds,
