@@ -29,8 +29,9 @@ from cpython.pythread cimport (
     PyThread_release_lock,
     PyThread_type_lock,
 )
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 
+import itertools
 import threading
 from concurrent.futures import CancelledError
 from datetime import timedelta
@@ -74,7 +75,7 @@ cdef enum:
 IMPLEMENTATION = "compiled"
 
 _locals = threading.local()
-_serials = iter(range(1, 1 << 23))
+_serials = itertools.count(1)
 _STATE_NAMES = ("pending", "running", "finished", "cancelled")
 
 
@@ -271,7 +272,7 @@ cdef class Job:
 
     @property
     def ref(self):
-        return self._ref
+        return (self._queue._serial << REF_SHIFT) | self._ref
 
     @property
     def kwargs(self):
@@ -308,7 +309,9 @@ cdef class Job:
             return False
         q._mutex.release()
         if listeners is not None:
-            _notify(self, listeners)
+            escaped = _notify(self, listeners)
+            if escaped is not None:
+                raise escaped
         return True
 
     def result(self, timeout=None):
@@ -317,13 +320,13 @@ cdef class Job:
         Re-raises the job's exception; TimeoutError if it is not done in time (the
         job goes on and can be awaited again); CancelledError if it was cancelled."""
         if not self._wait(timeout):
-            raise TimeoutError(f"job {self._ref} did not finish within {timeout} seconds")
+            raise TimeoutError(f"job {self.ref} did not finish within {timeout} seconds")
         return self._outcome()
 
     def exception(self, timeout=None):
         """Wait like result(), then return the job's exception (None if it succeeded)."""
         if not self._wait(timeout):
-            raise TimeoutError(f"job {self._ref} did not finish within {timeout} seconds")
+            raise TimeoutError(f"job {self.ref} did not finish within {timeout} seconds")
         if self._state == CANCELLED:
             raise CancelledError()
         return self._exception
@@ -332,10 +335,11 @@ cdef class Job:
         """Call fn(job) when the job is done (now, if it already is)."""
         _check_callable(fn)
         cdef Queue q = self._queue
+        cdef list fresh = [fn]  # built before locking: allocation may run the GC
         q._mutex.acquire()
         if self._state < FINISHED:
             if self._listeners is None:
-                self._listeners = [fn]
+                self._listeners = fresh
             else:
                 self._listeners.append(fn)
             q._mutex.release()
@@ -353,7 +357,7 @@ cdef class Job:
 
     def __repr__(self):
         name = getattr(self.function, "__qualname__", None) or repr(self.function)
-        return (f"<Job ref={self._ref} pool={self.pool!r} fn={name} "
+        return (f"<Job ref={self.ref} pool={self.pool!r} fn={name} "
                 f"{_STATE_NAMES[self._state]}>")
 
     cdef object _outcome(self):
@@ -374,13 +378,14 @@ cdef class Job:
         if t == 0.0:
             return self._state >= FINISHED
         waiter = _get_waiter()
+        fresh = [waiter]  # built before locking: allocation may run the GC
         q._mutex.acquire()
         if self._state >= FINISHED:
             q._mutex.release()
             waiter.in_use = False
             return 1
         if self._listeners is None:
-            self._listeners = [waiter]
+            self._listeners = fresh
         else:
             self._listeners.append(waiter)
         q._mutex.release()
@@ -416,8 +421,12 @@ cdef class Job:
         return removed
 
 
-cdef void _notify(Job job, list listeners):
-    # Release every waiter first (no Python code runs in between), then callbacks.
+cdef object _notify(Job job, list listeners):
+    """Release every waiter first (no Python code runs in between), then run the
+    callbacks. An Exception from a callback is logged; a BaseException (SystemExit,
+    KeyboardInterrupt) is returned, after every callback has run, for the caller
+    to raise or report."""
+    escaped = None
     for listener in listeners:
         if type(listener) is Waiter:
             PyThread_release_lock((<Waiter>listener).lock)
@@ -427,6 +436,10 @@ cdef void _notify(Job job, list listeners):
                 listener(job)
             except Exception:
                 _log_callback_error(job, listener)
+            except BaseException as exc:
+                if escaped is None:
+                    escaped = exc
+    return escaped
 
 
 def wait_many(jobs, timeout=5.0):
@@ -483,22 +496,36 @@ cdef void _release_refs(PyObject **refs, Py_ssize_t n) noexcept:
 
 
 cdef object _drop(Slot *taken, Py_ssize_t n):
-    # Without the mutex: cancel dropped async jobs and release every reference.
-    cdef Py_ssize_t i
+    """Without the mutex: cancel dropped async jobs, release every reference, and
+    return how many jobs were dropped (async jobs already cancelled do not count).
+    Every job is cancelled even if a done callback raises; the first such
+    exception is raised at the end."""
+    cdef Py_ssize_t i, dropped = 0
+    cdef Job job
+    escaped = None
     if taken == NULL:
         return 0
-    try:
-        for i in range(n):
-            if taken[i].job != NULL:
-                (<Job>taken[i].job).cancel()
-    finally:
-        for i in range(n):
-            _xdecref(taken[i].fn)
-            _xdecref(taken[i].args)
-            _xdecref(taken[i].kwargs)
-            _xdecref(taken[i].job)
-        PyMem_RawFree(taken)
-    return n
+    for i in range(n):
+        if taken[i].job == NULL:
+            dropped += 1
+            continue
+        job = <Job>taken[i].job
+        try:
+            if job._state == PENDING and job.cancel():
+                dropped += 1
+        except BaseException as exc:
+            dropped += 1
+            if escaped is None:
+                escaped = exc
+    for i in range(n):
+        _xdecref(taken[i].fn)
+        _xdecref(taken[i].args)
+        _xdecref(taken[i].kwargs)
+        _xdecref(taken[i].job)
+    PyMem_RawFree(taken)
+    if escaped is not None:
+        raise escaped
+    return dropped
 
 
 cdef object _closed_error(object name):
@@ -512,7 +539,7 @@ cdef class Queue:
 
     def __cinit__(self, name):
         self.name = name
-        self._serial = next(_serials)
+        self._serial = next(_serials)  # a Python int: never overflows
         self._slots = <Slot *>PyMem_RawMalloc(INITIAL_CAPACITY * sizeof(Slot))
         self._idle = <PyObject **>PyMem_RawMalloc(8 * sizeof(PyObject *))
         if self._slots == NULL or self._idle == NULL:
@@ -601,7 +628,7 @@ cdef class Queue:
 
     # -- submitting -------------------------------------------------------------
 
-    def push(self, fn, tuple args, dict kwargs):
+    def push(self, fn, tuple args not None, dict kwargs):
         """Queue fn(*args, **kwargs) as a fire-and-forget job."""
         cdef Slot *s
         cdef PyObject *idle
@@ -660,7 +687,7 @@ cdef class Queue:
         if idle != NULL:
             _wake(idle)  # woken workers wake the next idle one while work remains
 
-    def push_async(self, fn, tuple args, dict kwargs):
+    def push_async(self, fn, tuple args not None, dict kwargs):
         """Queue fn(*args, **kwargs) and return its Job."""
         cdef Slot *s
         cdef PyObject *idle
@@ -673,7 +700,7 @@ cdef class Queue:
                 raise _closed_error(self.name)
             raise MemoryError()
         self._next_ref += 1
-        job._ref = (self._serial << REF_SHIFT) | self._next_ref
+        job._ref = self._next_ref
         s = self._tail()
         s.fn = NULL
         s.args = NULL
@@ -712,7 +739,7 @@ cdef class Queue:
         for i in range(n):
             job = <Job>jobs[i]
             self._next_ref += 1
-            job._ref = (self._serial << REF_SHIFT) | self._next_ref
+            job._ref = self._next_ref
             s = self._tail()
             s.fn = NULL
             s.args = NULL
@@ -729,7 +756,7 @@ cdef class Queue:
 
     # -- working ----------------------------------------------------------------
 
-    def work(self, Worker worker):
+    def work(self, Worker worker not None):
         """Run queued jobs on the calling thread until the queue is closed and
         drained, or the worker is retired (returns None), or a job raises
         (returns (exception, function, is_async): the worker has crashed).
@@ -745,7 +772,11 @@ cdef class Queue:
             self._mutex.acquire()
             if worker._retired or (self._count == 0 and self._closed):
                 worker._busy = False
+                # Retired just after a pusher picked it: pass that wake-up on.
+                idle = self._take_idle() if self._count else NULL
                 self._mutex.release()
+                if idle != NULL:
+                    _wake(idle)
                 return None
             if self._count == 0:
                 if self._cap > SHRINK_ABOVE:
@@ -804,7 +835,9 @@ cdef class Queue:
             _decref(s.job)
             if not run:
                 if listeners is not None:
-                    _notify(job, listeners)
+                    escaped = _notify(job, listeners)
+                    if escaped is not None:  # a done callback raised SystemExit & co
+                        return (escaped, job.function, False)
                 job = None
                 continue
             try:
@@ -820,7 +853,9 @@ cdef class Queue:
                 job._listeners = None
                 self._mutex.release()
                 if listeners is not None:
-                    _notify(job, listeners)
+                    escaped = _notify(job, listeners)
+                    if escaped is not None:
+                        return (escaped, job.function, False)
                 return (exc, job.function, True)
             self._mutex.acquire()
             job._result = result
@@ -830,7 +865,9 @@ cdef class Queue:
             self._mutex.release()
             result = None
             if listeners is not None:
-                _notify(job, listeners)
+                escaped = _notify(job, listeners)
+                if escaped is not None:
+                    return (escaped, job.function, False)
             job = None
 
     cdef void _shrink(self) noexcept nogil:
@@ -862,7 +899,7 @@ cdef class Queue:
         _release_refs(idle, n_idle)
         return _drop(taken, n)
 
-    def retire(self, Worker worker):
+    def retire(self, Worker worker not None):
         """Ask one worker to exit after its current job (the queue stays as it is)."""
         cdef Py_ssize_t i
         cdef PyObject *found = NULL
@@ -871,7 +908,8 @@ cdef class Queue:
         for i in range(self._idle_count):
             if self._idle[i] == <PyObject *>worker:
                 found = self._idle[i]
-                self._idle[i] = self._idle[self._idle_count - 1]
+                memmove(&self._idle[i], &self._idle[i + 1],
+                        (self._idle_count - i - 1) * sizeof(PyObject *))
                 self._idle_count -= 1
                 break
         self._mutex.release()
@@ -966,7 +1004,7 @@ cdef class Queue:
                 if s.job != NULL:
                     job = <Job>s.job
                     if job._state == PENDING:
-                        out.append((job.function, job.args, job.kwargs, job))
+                        out.append((job.function, job.args, dict(job.kwargs), job))
                 elif s.flags & SLOT_ONE_ARG:
                     out.append((<object>s.fn, (<object>s.args,), {}, None))
                 else:

@@ -16,15 +16,18 @@ none; one_arg marks a push_many item stored as is in place of an args tuple, cal
 ``fn(item)``; job is the Job of an async job (whose fn, args and kwargs are the Job's own)
 and None for fire-and-forget work.
 
-Unlike C, Python lets a signal handler run between any two bytecodes, so waits on the main
-thread can be interrupted (Ctrl-C while waiting for a job raises KeyboardInterrupt). An
-interrupted wait cannot tell whether it consumed its release, so the lock it waited on is
-retired and a fresh one takes its place; the state shared with other threads stays sound.
+Unlike C, Python runs signal handlers between bytecodes, so the waits of the main thread
+are interruptible: Ctrl-C there raises KeyboardInterrupt out of Job.result() (and out of
+work(), whose idle wait the compiled core does not interrupt). An interrupted wait cannot
+tell whether it consumed its release, so the lock it waited on is retired and a fresh one
+takes its place. As in any pure-Python code, an exception from a signal handler that lands
+inside a critical section itself is not survivable in general.
 """
 
 from __future__ import annotations
 
 import _thread
+import itertools
 import logging
 import threading
 from collections import deque
@@ -63,7 +66,7 @@ _FINISHED: Final = 2
 _CANCELLED: Final = 3
 _STATE_NAMES: Final = ("pending", "running", "finished", "cancelled")
 
-_serials = iter(range(1, 1 << 23))
+_serials = itertools.count(1)
 _log = logging.getLogger("oddjob")
 
 
@@ -95,7 +98,8 @@ def _check_callable(fn: object) -> None:
 
 
 def _check_args(args: object, kwargs: object) -> None:
-    # The compiled core types these arguments exactly (tuple, dict or None).
+    # Exact types, like the compiled core's typed arguments. None is refused for args
+    # here: such a job could only crash the worker that took it.
     if type(args) is not tuple:
         raise _bad_argument("args", "tuple", args)
     if kwargs is not None and type(kwargs) is not dict:
@@ -152,6 +156,7 @@ class _OwnerGuard:
 
 
 class _ThreadState(threading.local):
+    # Per-thread attributes; reading one not yet set raises AttributeError.
     owner: Owner
     owner_guard: _OwnerGuard
     waiter: Waiter
@@ -346,7 +351,9 @@ class Job(Generic[_T]):
             elif self._state != _CANCELLED:
                 return False
         if listeners is not None:
-            _notify(self, listeners)
+            escaped = _notify(self, listeners)
+            if escaped is not None:
+                raise escaped
         return True
 
     def result(self, timeout: float | timedelta | None = None) -> _T:
@@ -356,7 +363,10 @@ class Job(Generic[_T]):
         job goes on and can be awaited again); CancelledError if it was cancelled."""
         if not self._wait(timeout):
             raise TimeoutError(f"job {self._ref} did not finish within {timeout} seconds")
-        return self._outcome()
+        try:
+            return self._outcome()
+        finally:
+            del self  # see _outcome
 
     def exception(self, timeout: float | timedelta | None = None) -> BaseException | None:
         """Wait like result(), then return the job's exception (None if it succeeded)."""
@@ -394,7 +404,11 @@ class Job(Generic[_T]):
         if self._state == _CANCELLED:
             raise CancelledError()
         if self._exception is not None:
-            raise self._exception
+            try:
+                raise self._exception
+            finally:
+                # The exception's traceback keeps this frame alive: no cycle back to the job.
+                del self
         return self._result
 
     def _wait(self, timeout: float | timedelta | None) -> bool:
@@ -407,12 +421,11 @@ class Job(Generic[_T]):
         waiter = _get_waiter()
         with self._queue._lock:
             finished = self._state >= _FINISHED
-            if finished:
-                pass
-            elif self._listeners is None:
-                self._listeners = [waiter]
-            else:
-                self._listeners.append(waiter)
+            if not finished:
+                if self._listeners is None:
+                    self._listeners = [waiter]
+                else:
+                    self._listeners.append(waiter)
         if finished:
             waiter.in_use = False
             return True
@@ -451,8 +464,14 @@ class Job(Generic[_T]):
         return removed
 
 
-def _notify(job: Job[_T], listeners: list[Waiter | Callable[[Job[_T]], object]]) -> None:
-    # Release every waiter before any callback runs: a slow callback must not hold them up.
+def _notify(
+    job: Job[_T], listeners: list[Waiter | Callable[[Job[_T]], object]]
+) -> BaseException | None:
+    """Release every waiter before any callback runs (a slow callback must not hold them
+    up), then run the callbacks. An Exception from a callback is logged; a BaseException
+    (SystemExit, KeyboardInterrupt) is returned once every callback has run, for the
+    caller to raise or report."""
+    escaped: BaseException | None = None
     for listener in listeners:
         if isinstance(listener, Waiter):
             listener.lock.release()
@@ -462,6 +481,10 @@ def _notify(job: Job[_T], listeners: list[Waiter | Callable[[Job[_T]], object]])
                 listener(job)
             except Exception:
                 _log.exception("done callback %r of %r raised", listener, job)
+            except BaseException as exc:
+                if escaped is None:
+                    escaped = exc
+    return escaped
 
 
 def wait_many(jobs: Iterable[Job[Any]], timeout: float | timedelta | None = 5.0) -> list[Any]:
@@ -496,17 +519,32 @@ def wait_many(jobs: Iterable[Job[Any]], timeout: float | timedelta | None = 5.0)
 # ----------------------------------------------------------------------------
 # The queue
 
+# (fn, args, kwargs, job, one_arg): see the module docstring.
 _Slot: TypeAlias = tuple[Callable[..., Any], Any, dict[str, Any] | None, Job[Any] | None, bool]
 _Crash: TypeAlias = tuple[BaseException, Callable[..., Any], bool]
 _Queued: TypeAlias = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Job[Any] | None]
 
 
 def _drop(taken: list[_Slot]) -> int:
-    # Without the lock: cancel the dropped async jobs (their callbacks run here).
+    # Without the lock: cancel the dropped async jobs (their callbacks run here). A done
+    # callback raising SystemExit or the like must not leave the rest pending for ever.
+    # Returns how many were dropped: async jobs already cancelled do not count.
+    error: BaseException | None = None
+    dropped = 0
     for _fn, _args, _kwargs, job, _one_arg in taken:
-        if job is not None:
-            job.cancel()
-    return len(taken)
+        if job is None:
+            dropped += 1
+            continue
+        try:
+            if job._state == _PENDING and job.cancel():
+                dropped += 1
+        except BaseException as exc:
+            dropped += 1
+            if error is None:
+                error = exc
+    if error is not None:
+        raise error
+    return dropped
 
 
 def _closed_error(name: str) -> PoolNotFoundError:
@@ -534,18 +572,6 @@ class Queue:
     def name(self) -> str:
         return self._name
 
-    # -- called with the lock held ------------------------------------------------
-
-    def _take_idle(self) -> _thread.LockType | None:
-        """Pop the most recently idled worker: the wake lock to release once the
-        queue lock is free, or None if no worker is idle."""
-        if not self._idle:
-            return None
-        worker = self._idle.pop()
-        worker._busy = True
-        # Taken now, under the lock: _unpark may give the worker a new one.
-        return worker._wake
-
     def _new_job(
         self,
         fn: Callable[..., _T],
@@ -566,6 +592,18 @@ class Queue:
         job._exception = None
         job._listeners = None
         return job
+
+    # -- called with the lock held ------------------------------------------------
+
+    def _take_idle(self) -> _thread.LockType | None:
+        """Pop the most recently idled worker: the wake lock to release once the
+        queue lock is free, or None if no worker is idle."""
+        if not self._idle:
+            return None
+        worker = self._idle.pop()
+        worker._busy = True
+        # Taken now, under the lock: _unpark may give the worker a new one.
+        return worker._wake
 
     # -- submitting -----------------------------------------------------------------
 
@@ -696,7 +734,9 @@ class Queue:
 
             if not run:
                 if listeners is not None:
-                    _notify(job, listeners)
+                    escaped = _notify(job, listeners)
+                    if escaped is not None:  # a done callback raised SystemExit & co
+                        return (escaped, fn, False)
                 del fn, args, kwargs, job, listeners
                 continue
             try:
@@ -706,8 +746,11 @@ class Queue:
                     job._exception = exc
                     job._state = _FINISHED
                     listeners, job._listeners = job._listeners, None
-                if listeners is not None:
-                    _notify(job, listeners)
+                escaped = _notify(job, listeners) if listeners is not None else None
+                # exc's traceback keeps this frame alive: no cycle back to the job.
+                del job, listeners
+                if escaped is not None:
+                    return (escaped, fn, False)
                 return (exc, fn, True)
             with lock:
                 job._result = result
@@ -715,7 +758,9 @@ class Queue:
                 listeners, job._listeners = job._listeners, None
             del result
             if listeners is not None:
-                _notify(job, listeners)
+                escaped = _notify(job, listeners)
+                if escaped is not None:
+                    return (escaped, fn, False)
             del fn, args, kwargs, job, listeners
 
     def _park(self, worker: Worker) -> bool:
@@ -829,7 +874,7 @@ class Queue:
         for fn, args, kwargs, job, one_arg in slots:
             if job is not None:
                 if job._state == _PENDING:
-                    out.append((job.function, job.args, job.kwargs, job))
+                    out.append((job.function, job.args, dict(job.kwargs), job))
             elif one_arg:
                 out.append((fn, (args,), {}, None))
             else:

@@ -1,0 +1,97 @@
+"""Edge cases of the core's Queue found in review: lost wake-ups, None where a typed
+argument is expected, and done callbacks that raise BaseException."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import ModuleType
+
+import pytest
+from support import WAIT, Recorder, join_all
+
+import oddjob
+
+
+def park_workers(core: ModuleType, queue: object, n: int) -> list[tuple[object, threading.Thread]]:
+    """Start n threads running queue.work(worker), each parked idle before the next starts
+    (so the last one started is the top of the idle stack)."""
+    started = []
+    for i in range(n):
+        worker = core.Worker(f"oddjob-edge-{i}")
+        thread = threading.Thread(target=queue.work, args=(worker,), name=worker.name)
+        thread.start()
+        deadline = time.monotonic() + WAIT
+        while queue.idle_count() < i + 1:
+            assert time.monotonic() < deadline, "worker never went idle"
+            time.sleep(0.001)
+        started.append((worker, thread))
+    return started
+
+
+def test_a_worker_retired_just_after_a_push_woke_it_passes_the_wake_up_on(core):
+    queue = core.Queue("edge")
+    (_, first), (top, second) = park_workers(core, queue, 2)
+    ran = Recorder()
+    # push() picks the top idle worker and wakes it; retire() reaches it before it runs.
+    queue.push(ran, ("job",), None)
+    queue.retire(top)
+    assert ran.wait_for_count(1) == ["job"]  # the other worker took the job
+    join_all([second])
+    queue.close()
+    join_all([first])
+
+
+def test_work_and_retire_refuse_none_for_a_worker(core):
+    queue = core.Queue("edge")
+    with pytest.raises(TypeError):
+        queue.work(None)
+    with pytest.raises(TypeError):
+        queue.retire(None)
+    queue.close()
+
+
+def test_push_refuses_none_for_args_and_queues_nothing(core):
+    queue = core.Queue("edge")
+    with pytest.raises(TypeError):
+        queue.push(print, None, None)
+    with pytest.raises(TypeError):
+        queue.push_async(print, None, None)
+    assert len(queue) == 0
+    queue.close()
+
+
+def test_close_cancels_every_dropped_job_even_when_a_callback_raises_system_exit(core):
+    queue = core.Queue("edge")
+    jobs = [queue.push_async(print, (i,), None) for i in range(5)]
+
+    def bail(_job: object) -> None:
+        raise SystemExit("from a done callback")
+
+    jobs[1].add_done_callback(bail)
+    with pytest.raises(SystemExit):
+        queue.close(cancel_pending=True)
+    assert [job.cancelled() for job in jobs] == [True] * 5
+
+
+def test_a_done_callback_raising_system_exit_crashes_only_its_worker(make_pool, oddjob_log):
+    pool = make_pool(2)
+    gate = threading.Event()
+    blocker = oddjob.async_perform(pool, gate.wait, WAIT)
+    job = oddjob.async_perform(pool, lambda: "value")
+    oddjob.await_(job, timeout=WAIT)
+
+    def bail(_job: object) -> None:
+        raise SystemExit("from a done callback")
+
+    queued = oddjob.async_perform(pool, gate.wait, WAIT)
+    queued.add_done_callback(bail)
+    gate.set()
+    assert oddjob.await_many([blocker, queued], timeout=WAIT) == [True, True]
+    oddjob_log.wait_for(lambda r: r.levelname == "ERROR" and r.exc_info is not None)
+    # The crashed worker was replaced: the pool still runs jobs on two workers.
+    deadline = time.monotonic() + WAIT
+    while len(oddjob.workers(pool)) != 2:
+        assert time.monotonic() < deadline, oddjob.workers(pool)
+        time.sleep(0.01)
+    assert oddjob.await_(oddjob.async_perform(pool, lambda: 42), timeout=WAIT) == 42
