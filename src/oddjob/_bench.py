@@ -136,7 +136,7 @@ def main(argv: list[str]) -> int:
         f"pool size {args.pool_size}; median of {args.repeat} runs (± half range)"
     )
     header = (
-        f"{'workload':<32}{'oddjob jobs/s':>22}  {'ThreadPoolExecutor':<16}"
+        f"{'workload':<31}{'oddjob jobs/s':>24}   {'ThreadPoolExecutor':<15}"
         f"{'jobs/s':>20}{'ratio':>9}"
     )
     print(header)
@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
         peer_rate, peer_spread = _rate(peer, args.jobs, args.pool_size, args.repeat)
         _progress("")
         print(
-            f"{name:<32}{rate:>13,.0f} ±{spread:>7,.0f}  {peer_name:<16}"
-            f"{peer_rate:>11,.0f} ±{peer_spread:>7,.0f}{rate / peer_rate:>8.1f}x"
+            f"{name:<31}{rate:>13,.0f} ± {spread:<9,.0f}  {peer_name:<15}"
+            f"{peer_rate:>9,.0f} ± {peer_spread:<9,.0f}{rate / peer_rate:>7.1f}x"
         )
     return 0
