@@ -14,7 +14,11 @@ from support import WAIT, Recorder, block_workers, gate
 
 def test_await_returns_the_jobs_result(make_pool):
     pool = make_pool(2)
-    job = oddjob.async_perform(pool, lambda a, b=0: a + b, 2, b=3)
+
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    job = oddjob.async_perform(pool, add, 2, b=3)
     assert oddjob.await_(job, timeout=WAIT) == 5
 
 
@@ -59,7 +63,12 @@ def test_await_timeout_does_not_cancel_a_queued_job(make_pool):
     release = gate()
     block_workers(pool, 1, release)
     ran = Recorder()
-    job = oddjob.async_perform(pool, lambda: ran("queued job") or 42)
+
+    def queued_job() -> int:
+        ran("queued job")
+        return 42
+
+    job = oddjob.async_perform(pool, queued_job)
     with pytest.raises(TimeoutError):
         oddjob.await_(job, timeout=0.05)
     assert not job.cancelled()

@@ -128,5 +128,5 @@ def test_rejected_calls_leave_a_working_pool(make_pool):
     pool = make_pool(1)
     for bad in (None, 1):
         with pytest.raises(TypeError):
-            oddjob.perform(pool, bad)
+            oddjob.perform(pool, bad)  # type: ignore[arg-type]
     assert oddjob.await_(oddjob.async_perform(pool, lambda: "works"), timeout=WAIT) == "works"

@@ -6,14 +6,19 @@ from __future__ import annotations
 import threading
 import time
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
-from support import WAIT, Recorder, join_all
 
 import oddjob
+from support import WAIT, Recorder, join_all
+
+if TYPE_CHECKING:
+    # Either core's Queue at run time; both have this API (_core.pyi stubs the compiled one).
+    from oddjob._core_py import Queue
 
 
-def park_workers(core: ModuleType, queue: object, n: int) -> list[tuple[object, threading.Thread]]:
+def park_workers(core: ModuleType, queue: Queue, n: int) -> list[tuple[object, threading.Thread]]:
     """Start n threads running queue.work(worker), each parked idle before the next starts
     (so the last one started is the top of the idle stack)."""
     started = []

@@ -50,8 +50,8 @@ class Entry:
     """One queued job of the model."""
 
     fn: Any
-    args: tuple
-    kwargs: dict
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
     job: Any = None  # the Job of an async job
     cancelled: bool = False
 

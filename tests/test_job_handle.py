@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import pytest
 
@@ -62,7 +63,7 @@ def test_job_refs_are_unique_and_hashable_across_pools(make_pool):
 
 def test_job_owner_is_the_ident_of_the_creating_thread(make_pool):
     pool = make_pool(1)
-    made = {}
+    made: dict[str, Any] = {}  # the creator's ident, its Job and its batch's Jobs
 
     def create():
         made["ident"] = threading.get_ident()
@@ -145,7 +146,7 @@ def test_done_callback_added_to_a_finished_job_is_called_at_once(make_pool):
     pool = make_pool(1)
     job = oddjob.async_perform(pool, add, 2, 2)
     oddjob.await_(job, timeout=WAIT)
-    called = []
+    called: list[oddjob.Job[int]] = []
     job.add_done_callback(called.append)
     assert called == [job]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -128,9 +129,17 @@ def test_pool_object_job_methods_send_to_that_pool():
     name = track(new_name())
     with oddjob.Pool(name, pool_size=1) as pool:
         ran = Recorder()
-        assert pool.perform(ran, "perform") is None
-        assert pool.perform_many(["many 0", "many 1"], ran) is None
-        job = pool.async_perform(lambda a, *, b: (a, b), 1, b=2)
+        # Typed "-> None", so mypy rejects using the result: check it at run time through
+        # object-returning views of the methods.
+        perform: Callable[..., object] = pool.perform
+        perform_many: Callable[..., object] = pool.perform_many
+        assert perform(ran, "perform") is None
+        assert perform_many(["many 0", "many 1"], ran) is None
+
+        def pair(a: int, *, b: int) -> tuple[int, int]:
+            return (a, b)
+
+        job = pool.async_perform(pair, 1, b=2)
         jobs = pool.async_perform_many(["async many"], ran)
         assert job.pool == name
         assert [j.pool for j in jobs] == [name]
@@ -244,7 +253,11 @@ def test_pools_started_and_stopped_repeatedly_leave_no_threads_behind():
     for i in range(30):
         oddjob.start_link(name, pool_size=3)
         seen += oddjob.workers(name)
-        jobs = oddjob.async_perform_many(name, range(5), lambda x, i=i: (i, x))
+
+        def tagged(x: int, i: int = i) -> tuple[int, int]:
+            return (i, x)
+
+        jobs = oddjob.async_perform_many(name, range(5), tagged)
         assert oddjob.await_many(jobs, timeout=WAIT) == [(i, x) for x in range(5)]
         oddjob.stop(name)
         assert oddjob.whereis(name) is None

@@ -105,7 +105,7 @@ def run_cancel_race(pool, n, spin=0):
     that a backlog forms and cancels both win and lose."""
     ran = []
     attempts = {}
-    handoff = queue.SimpleQueue()
+    handoff: queue.SimpleQueue[tuple[int, oddjob.Job[int]] | None] = queue.SimpleQueue()
 
     def job(i):
         ran.append(i)
@@ -177,7 +177,11 @@ def run_await_races(pool, rounds):
         rng = random.Random(t)
         for r in range(rounds):
             k = rng.randint(1, 20)
-            jobs = oddjob.async_perform_many(pool, range(k), lambda x, r=r: (r, x))
+
+            def tagged(x: int, r: int = r) -> tuple[int, int]:
+                return (r, x)
+
+            jobs = oddjob.async_perform_many(pool, range(k), tagged)
             expected = [(r, x) for x in range(k)]
             try:
                 got = oddjob.await_many(jobs, timeout=rng.choice([0, 1e-5, 1e-4, 1e-3]))
