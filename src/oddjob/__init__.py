@@ -13,13 +13,16 @@ from .api import (
     await_many,
     perform,
     perform_many,
-    start_link,
     stop,
     whereis,
     workers,
 )
+from .config import configure
 from .errors import ConfigError, OddJobError, PoolAlreadyStartedError, PoolNotFoundError
+from .introspection import PoolState, QueuedJob, pool, pool_id, supervisor, supervisor_id
 from .pool import Pool
+from .supervision import WorkerSupervisor
+from .supervisor import Supervisor, child_spec, start_link
 
 Job = _core_impl.Job
 
@@ -30,15 +33,25 @@ __all__ = [
     "Pool",
     "PoolAlreadyStartedError",
     "PoolNotFoundError",
+    "PoolState",
+    "QueuedJob",
+    "Supervisor",
+    "WorkerSupervisor",
     "__version__",
     "async_perform",
     "async_perform_many",
     "await_",
     "await_many",
+    "child_spec",
+    "configure",
     "perform",
     "perform_many",
+    "pool",
+    "pool_id",
     "start_link",
     "stop",
+    "supervisor",
+    "supervisor_id",
     "whereis",
     "workers",
 ]

@@ -240,7 +240,7 @@ cdef class Worker:
 
     @property
     def busy(self):
-        """True while the worker is assigned a job (or has been woken to take one)."""
+        """True from taking a job until the worker next finds the queue empty."""
         return self._busy
 
     @property
@@ -597,7 +597,6 @@ cdef class Queue:
         if self._idle_count == 0:
             return NULL
         self._idle_count -= 1
-        (<Worker>self._idle[self._idle_count])._busy = True
         return self._idle[self._idle_count]
 
     cdef int _push_idle(self, Worker w) except -1:
@@ -925,7 +924,6 @@ cdef class Queue:
         n[0] = self._idle_count if out != NULL else 0  # no memory: leak, never hang
         for i in range(self._idle_count):
             if wake:
-                (<Worker>self._idle[i])._busy = True
                 PyThread_release_lock((<Worker>self._idle[i])._wake)
             if out != NULL:
                 out[i] = self._idle[i]

@@ -252,7 +252,7 @@ class Worker:
 
     @property
     def busy(self) -> bool:
-        """True while the worker is assigned a job (or has been woken to take one)."""
+        """True from taking a job until the worker next finds the queue empty."""
         return self._busy
 
     @property
@@ -601,7 +601,6 @@ class Queue:
         if not self._idle:
             return None
         worker = self._idle.pop()
-        worker._busy = True
         # Taken now, under the lock: _unpark may give the worker a new one.
         return worker._wake
 
@@ -819,7 +818,6 @@ class Queue:
                 taken = list(self._slots)
                 self._slots.clear()
             for worker in self._idle:
-                worker._busy = True
                 worker._wake.release()
             self._idle.clear()
         return _drop(taken)

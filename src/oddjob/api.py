@@ -8,6 +8,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from . import _backend, registry
 from .pool import Pool, _as_list
+from .supervisor import start_link
 
 __all__ = [
     "async_perform",
@@ -93,40 +94,6 @@ def await_many(jobs: Iterable[Any], timeout: Timeout = 5.0) -> list[Any]:
     Raises the first failure seen; on TimeoutError every job stays collectable.
     """
     return _backend.core.wait_many(jobs, timeout)
-
-
-def start_link(arg: Any = None, /, **options: Any) -> Pool:
-    """Start and register a pool. ``arg`` is a name, a dict of options with "name",
-    or a ``(name, options)`` pair; keyword options are merged over it.
-
-    Raises:
-        PoolAlreadyStartedError: a pool of that name is running.
-        TypeError: no name, or a name that is not a str.
-        ConfigError: an unknown option or a bad value.
-    """
-    name, opts = _parse_child(arg, options)
-    return Pool(name, **opts).start()
-
-
-def _parse_child(arg: Any, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    opts: dict[str, Any] = {}
-    if isinstance(arg, dict):
-        opts.update(arg)
-        name = opts.pop("name", None)
-    elif isinstance(arg, tuple):
-        if len(arg) != 2 or not isinstance(arg[1], dict):
-            raise TypeError("a pool spec tuple must be (name, options_dict)")
-        name, extra = arg
-        opts.update(extra)
-    else:
-        name = arg
-    opts.update(options)
-    name = opts.pop("name", name)
-    if name is None:
-        raise TypeError("start_link needs a pool name")
-    if type(name) is not str:
-        raise TypeError(f"a pool name must be a str, not {type(name).__name__}")
-    return name, opts
 
 
 def stop(

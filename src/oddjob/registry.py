@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import config
-from .errors import PoolAlreadyStartedError, PoolNotFoundError
+from .errors import ConfigError, PoolAlreadyStartedError, PoolNotFoundError
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -27,6 +30,9 @@ _lock = threading.RLock()
 _pools: dict[str, Pool] = {}
 # name -> queue and Pool object -> queue, read without the lock by every job call.
 queues: dict[object, Any] = {}
+# Called with each Pool as it stops, right after it is unregistered (the scheduler
+# cancels the pool's timers here). Hooks must not raise.
+stop_hooks: list[Callable[[Pool], None]] = []
 _hooks_installed = False
 
 
@@ -50,6 +56,8 @@ def unregister(pool: Pool) -> None:
         del _pools[pool.name]
         queues.pop(pool.name, None)
         queues.pop(pool, None)
+    for hook in list(stop_hooks):
+        hook(pool)
 
 
 def lookup(pool: object) -> Pool:
@@ -77,12 +85,7 @@ def lookup(pool: object) -> Pool:
         options = config.options_for(pool)
         if options is None:
             raise PoolNotFoundError(f"no pool named {pool!r} is running")
-        new = Pool(
-            pool,
-            pool_size=options.pool_size,
-            max_restarts=options.max_restarts,
-            max_seconds=options.max_seconds,
-        )
+        new = Pool(pool)  # takes its configured options when it starts
         new.start()  # RLock: register() re-enters
         return new
 
@@ -119,7 +122,7 @@ def stop_all(timeout: float | None = None, cancel_pending: bool = False) -> None
     for pool in pools:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            pool._join(None if left is None else time.monotonic() + left)
+            pool.join(None if left is None else time.monotonic() + left)
         except TimeoutError:
             logger.warning("pool %r did not drain within %s seconds at exit", pool.name, timeout)
 
@@ -129,8 +132,34 @@ def stop_all(timeout: float | None = None, cancel_pending: bool = False) -> None
 
 def _at_exit() -> None:
     # Runs in threading._shutdown, before non-daemon threads are joined: drain every
-    # pool within a bound. Ctrl-C here propagates (join is interruptible).
-    stop_all(timeout=config.EXIT_TIMEOUT)
+    # pool within a bound. The joins are interruptible, so Ctrl-C ends the drain.
+    try:
+        timeout = config.settings().exit_timeout
+    except ConfigError as exc:  # a bad setting must not stop the drain
+        logger.error("oddjob configuration: %s; draining with the default exit timeout", exc)
+        timeout = config.EXIT_TIMEOUT
+    try:
+        stop_all(timeout=timeout)
+    except KeyboardInterrupt:
+        _exit_interrupted()
+
+
+def _exit_interrupted() -> None:
+    """Ctrl-C during the exit drain. An exception raised here is only printed as
+    "ignored" by the interpreter, which then exits with status 0, swallowing the
+    interrupt. So report it and, on POSIX, die of SIGINT as CPython itself does for
+    an uncaught KeyboardInterrupt, so that the caller sees the interrupt."""
+    traceback.print_exc()
+    sys.stderr.write("KeyboardInterrupt: oddjob pools were still draining at exit\n")
+    if os.name != "posix" or threading.current_thread() is not threading.main_thread():
+        raise KeyboardInterrupt
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _before_fork() -> None:
