@@ -49,7 +49,12 @@ def extensions() -> list[Extension]:
     from Cython.Build import cythonize
 
     macros = [("CYTHON_TRACE_NOGIL", "1")] if TRACE else []
-    ext = Extension("oddjob._core", ["src/oddjob/_core.pyx"], define_macros=macros)
+    ext = Extension(
+        "oddjob._core",
+        ["src/oddjob/_core.pyx"],
+        include_dirs=["src/oddjob"],  # _lock.h
+        define_macros=macros,
+    )
     return cythonize(
         [ext],
         compiler_directives={

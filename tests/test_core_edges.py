@@ -100,3 +100,36 @@ def test_a_done_callback_raising_system_exit_crashes_only_its_worker(make_pool, 
         assert time.monotonic() < deadline, oddjob.workers(pool)
         time.sleep(0.01)
     assert oddjob.await_(oddjob.async_perform(pool, lambda: 42), timeout=WAIT) == 42
+
+
+def test_dispatcher_queues_jobs_with_keywords_named_like_its_own_parameters(core):
+    queue = core.Queue("edge")
+    dispatcher = core.Dispatcher({"edge": queue}, lambda pool: queue)
+    dispatcher.perform("edge", dict, 1, pool="p", fn="f")
+    job = dispatcher.async_perform("edge", dict, pool="p", fn="f")
+    ((fn, args, kwargs, _), (_, _, job_kwargs, queued)) = queue.snapshot()
+    assert (fn, args, kwargs) == (dict, (1,), {"pool": "p", "fn": "f"})
+    assert queued is job and job_kwargs == {"pool": "p", "fn": "f"}
+    queue.close(cancel_pending=True)
+
+
+def test_dispatcher_needs_a_pool_and_a_function(core):
+    queue = core.Queue("edge")
+    dispatcher = core.Dispatcher({}, lambda pool: queue)
+    with pytest.raises(TypeError):
+        dispatcher.perform("edge")
+    with pytest.raises(TypeError):
+        dispatcher.async_perform()
+    assert len(queue) == 0
+    queue.close()
+
+
+def test_the_compiled_dispatcher_serves_queues_of_either_core(core):
+    # oddjob.perform is the default core's Dispatcher, whichever core a pool runs on.
+    queue = core.Queue("edge")
+    dispatcher = oddjob._backend.core.Dispatcher({"edge": queue}, lambda pool: queue)
+    dispatcher.perform("edge", print, "x")
+    job = dispatcher.async_perform("edge", abs, -1)
+    assert len(queue) == 2
+    assert type(job) is core.Job
+    queue.close(cancel_pending=True)

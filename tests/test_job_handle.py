@@ -216,5 +216,5 @@ def test_add_done_callback_rejects_a_non_callable(make_pool):
     pool = make_pool(1)
     job = oddjob.async_perform(pool, add, 1, 1)
     with pytest.raises(TypeError):
-        job.add_done_callback("not callable")
+        job.add_done_callback("not callable")  # type: ignore[arg-type]
     oddjob.await_(job, timeout=WAIT)

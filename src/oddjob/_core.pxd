@@ -4,6 +4,16 @@ from cpython.object cimport PyObject
 from cpython.pythread cimport PyThread_type_lock
 
 
+cdef extern from "_lock.h":
+    # PyMutex on CPython 3.13+, a native mutex before (see _lock.h).
+    ctypedef struct oj_lock_t:
+        pass
+    int oj_lock_init(oj_lock_t *lock)
+    void oj_lock_free(oj_lock_t *lock)
+    void oj_lock(oj_lock_t *lock)
+    void oj_unlock(oj_lock_t *lock) nogil
+
+
 # One queued job: four pointers and a flag, no per-job Python object for
 # fire-and-forget work (an async job's fields live on its Job instead).
 cdef struct Slot:
@@ -60,7 +70,8 @@ cdef class Job:
 
 @cython.final
 cdef class Queue:
-    cdef cython.pymutex _mutex
+    cdef oj_lock_t _mutex
+    cdef bint _lock_ready
     cdef Slot *_slots
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _head
@@ -81,3 +92,5 @@ cdef class Queue:
     cdef PyObject **_detach_idle(self, Py_ssize_t *n, bint wake) noexcept
     cdef Slot *_take_all(self, Py_ssize_t *n) noexcept nogil
     cdef Job _new_job(self, object fn, tuple args, object kwargs, Owner owner)
+    cdef int _push(self, object fn, tuple args, dict kwargs) except -1
+    cdef Job _push_async(self, object fn, tuple args, dict kwargs)

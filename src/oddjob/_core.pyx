@@ -7,7 +7,7 @@ Data flow::
         \\-- wakes one idle Worker (its own semaphore, GIL released while it waits)
     async jobs: Job <-- result/exception --> Waiters (blocked in C) and done callbacks
 
-One pymutex per Queue guards the ring, the idle-worker stack and the state of the
+One lock per Queue (_lock.h) guards the ring, the idle-worker stack and the state of the
 Queue's Jobs. Critical sections run no Python code and free no objects, so on
 GIL builds the mutex is never contended; on free-threaded builds it is the lock.
 The pure-Python twin, _core_py.py, has the same names and behaviour.
@@ -299,15 +299,15 @@ cdef class Job:
         """Cancel the job if it is still queued; True if it is (now) cancelled."""
         cdef Queue q = self._queue
         cdef list listeners = None
-        q._mutex.acquire()
+        oj_lock(&q._mutex)
         if self._state == PENDING:
             self._state = CANCELLED
             listeners = self._listeners
             self._listeners = None
         elif self._state != CANCELLED:
-            q._mutex.release()
+            oj_unlock(&q._mutex)
             return False
-        q._mutex.release()
+        oj_unlock(&q._mutex)
         if listeners is not None:
             escaped = _notify(self, listeners)
             if escaped is not None:
@@ -336,15 +336,15 @@ cdef class Job:
         _check_callable(fn)
         cdef Queue q = self._queue
         cdef list fresh = [fn]  # built before locking: allocation may run the GC
-        q._mutex.acquire()
+        oj_lock(&q._mutex)
         if self._state < FINISHED:
             if self._listeners is None:
                 self._listeners = fresh
             else:
                 self._listeners.append(fn)
-            q._mutex.release()
+            oj_unlock(&q._mutex)
             return
-        q._mutex.release()
+        oj_unlock(&q._mutex)
         try:
             fn(self)
         except Exception:
@@ -379,16 +379,16 @@ cdef class Job:
             return self._state >= FINISHED
         waiter = _get_waiter()
         fresh = [waiter]  # built before locking: allocation may run the GC
-        q._mutex.acquire()
+        oj_lock(&q._mutex)
         if self._state >= FINISHED:
-            q._mutex.release()
+            oj_unlock(&q._mutex)
             waiter.in_use = False
             return 1
         if self._listeners is None:
             self._listeners = fresh
         else:
             self._listeners.append(waiter)
-        q._mutex.release()
+        oj_unlock(&q._mutex)
         try:
             got = waiter.block(t)
         except BaseException:
@@ -406,7 +406,7 @@ cdef class Job:
         cdef list listeners
         cdef Py_ssize_t i
         cdef bint removed = False
-        q._mutex.acquire()
+        oj_lock(&q._mutex)
         listeners = self._listeners
         if listeners is not None:
             for i in range(len(listeners)):
@@ -414,7 +414,7 @@ cdef class Job:
                     del listeners[i]
                     removed = True
                     break
-        q._mutex.release()
+        oj_unlock(&q._mutex)
         if not removed:
             waiter.consume()
         waiter.in_use = False
@@ -538,6 +538,9 @@ cdef class Queue:
     call the push methods; close() lets the workers drain and exit."""
 
     def __cinit__(self, name):
+        if oj_lock_init(&self._mutex) != 0:
+            raise MemoryError("cannot initialise a lock")
+        self._lock_ready = True
         self.name = name
         self._serial = next(_serials)  # a Python int: never overflows
         self._slots = <Slot *>PyMem_RawMalloc(INITIAL_CAPACITY * sizeof(Slot))
@@ -550,6 +553,8 @@ cdef class Queue:
     def __dealloc__(self):
         cdef Py_ssize_t i
         cdef Slot *s
+        if self._lock_ready:
+            oj_lock_free(&self._mutex)
         if self._slots != NULL:
             for i in range(self._count):
                 s = &self._slots[(self._head + i) & (self._cap - 1)]
@@ -629,14 +634,17 @@ cdef class Queue:
 
     def push(self, fn, tuple args not None, dict kwargs):
         """Queue fn(*args, **kwargs) as a fire-and-forget job."""
+        self._push(fn, args, kwargs)
+
+    cdef int _push(self, object fn, tuple args, dict kwargs) except -1:
         cdef Slot *s
         cdef PyObject *idle
         _check_callable(fn)
         if not kwargs:
             kwargs = None
-        self._mutex.acquire()
+        oj_lock(&self._mutex)
         if self._closed or self._reserve(1) < 0:
-            self._mutex.release()
+            oj_unlock(&self._mutex)
             if self._closed:
                 raise _closed_error(self.name)
             raise MemoryError()
@@ -651,9 +659,10 @@ cdef class Queue:
         _xincref(s.kwargs)
         self._count += 1
         idle = self._take_idle()
-        self._mutex.release()
+        oj_unlock(&self._mutex)
         if idle != NULL:
             _wake(idle)
+        return 0
 
     def push_many(self, fn, items):
         """Queue fn(item) for each item as one batch: no other job lands between them."""
@@ -665,9 +674,9 @@ cdef class Queue:
         n = len(batch)
         if n == 0:
             return
-        self._mutex.acquire()
+        oj_lock(&self._mutex)
         if self._closed or self._reserve(n) < 0:
-            self._mutex.release()
+            oj_unlock(&self._mutex)
             if self._closed:
                 raise _closed_error(self.name)
             raise MemoryError()
@@ -682,19 +691,22 @@ cdef class Queue:
             _incref(s.args)
             self._count += 1
         idle = self._take_idle()
-        self._mutex.release()
+        oj_unlock(&self._mutex)
         if idle != NULL:
             _wake(idle)  # woken workers wake the next idle one while work remains
 
     def push_async(self, fn, tuple args not None, dict kwargs):
         """Queue fn(*args, **kwargs) and return its Job."""
+        return self._push_async(fn, args, kwargs)
+
+    cdef Job _push_async(self, object fn, tuple args, dict kwargs):
         cdef Slot *s
         cdef PyObject *idle
         _check_callable(fn)
         cdef Job job = self._new_job(fn, args, kwargs if kwargs else None, _current_owner())
-        self._mutex.acquire()
+        oj_lock(&self._mutex)
         if self._closed or self._reserve(1) < 0:
-            self._mutex.release()
+            oj_unlock(&self._mutex)
             if self._closed:
                 raise _closed_error(self.name)
             raise MemoryError()
@@ -709,7 +721,7 @@ cdef class Queue:
         _incref(s.job)
         self._count += 1
         idle = self._take_idle()
-        self._mutex.release()
+        oj_unlock(&self._mutex)
         if idle != NULL:
             _wake(idle)
         return job
@@ -729,9 +741,9 @@ cdef class Queue:
         cdef Owner owner = _current_owner()
         for i in range(n):
             jobs[i] = self._new_job(fn, (batch[i],), None, owner)
-        self._mutex.acquire()
+        oj_lock(&self._mutex)
         if self._closed or self._reserve(n) < 0:
-            self._mutex.release()
+            oj_unlock(&self._mutex)
             if self._closed:
                 raise _closed_error(self.name)
             raise MemoryError()
@@ -748,7 +760,7 @@ cdef class Queue:
             _incref(s.job)
             self._count += 1
         idle = self._take_idle()
-        self._mutex.release()
+        oj_unlock(&self._mutex)
         if idle != NULL:
             _wake(idle)
         return jobs
@@ -768,12 +780,12 @@ cdef class Queue:
         cdef list listeners
         cdef bint run
         while True:
-            self._mutex.acquire()
+            oj_lock(&self._mutex)
             if worker._retired or (self._count == 0 and self._closed):
                 worker._busy = False
                 # Retired just after a pusher picked it: pass that wake-up on.
                 idle = self._take_idle() if self._count else NULL
-                self._mutex.release()
+                oj_unlock(&self._mutex)
                 if idle != NULL:
                     _wake(idle)
                 return None
@@ -781,9 +793,9 @@ cdef class Queue:
                 if self._cap > SHRINK_ABOVE:
                     self._shrink()
                 if self._push_idle(worker) < 0:
-                    self._mutex.release()
+                    oj_unlock(&self._mutex)
                     raise MemoryError()
-                self._mutex.release()
+                oj_unlock(&self._mutex)
                 with nogil:
                     PyThread_acquire_lock(worker._wake, WAIT_LOCK)
                 continue
@@ -806,7 +818,7 @@ cdef class Queue:
                     run = False
                 else:
                     job._state = RUNNING
-            self._mutex.release()
+            oj_unlock(&self._mutex)
             if idle != NULL:
                 _wake(idle)
 
@@ -845,23 +857,23 @@ cdef class Queue:
                 else:
                     result = job.function(*job.args, **job._kwargs)
             except BaseException as exc:
-                self._mutex.acquire()
+                oj_lock(&self._mutex)
                 job._exception = exc
                 job._state = FINISHED
                 listeners = job._listeners
                 job._listeners = None
-                self._mutex.release()
+                oj_unlock(&self._mutex)
                 if listeners is not None:
                     escaped = _notify(job, listeners)
                     if escaped is not None:
                         return (escaped, job.function, False)
                 return (exc, job.function, True)
-            self._mutex.acquire()
+            oj_lock(&self._mutex)
             job._result = result
             job._state = FINISHED
             listeners = job._listeners
             job._listeners = None
-            self._mutex.release()
+            oj_unlock(&self._mutex)
             result = None
             if listeners is not None:
                 escaped = _notify(job, listeners)
@@ -889,12 +901,12 @@ cdef class Queue:
         cdef Slot *taken = NULL
         cdef Py_ssize_t n = 0, n_idle = 0
         cdef PyObject **idle
-        self._mutex.acquire()
+        oj_lock(&self._mutex)
         self._closed = True
         if cancel_pending and self._count:
             taken = self._take_all(&n)
         idle = self._detach_idle(&n_idle, True)
-        self._mutex.release()
+        oj_unlock(&self._mutex)
         _release_refs(idle, n_idle)
         return _drop(taken, n)
 
@@ -902,7 +914,7 @@ cdef class Queue:
         """Ask one worker to exit after its current job (the queue stays as it is)."""
         cdef Py_ssize_t i
         cdef PyObject *found = NULL
-        self._mutex.acquire()
+        oj_lock(&self._mutex)
         worker._retired = True
         for i in range(self._idle_count):
             if self._idle[i] == <PyObject *>worker:
@@ -911,7 +923,7 @@ cdef class Queue:
                         (self._idle_count - i - 1) * sizeof(PyObject *))
                 self._idle_count -= 1
                 break
-        self._mutex.release()
+        oj_unlock(&self._mutex)
         if found != NULL:
             _wake(found)
 
@@ -946,7 +958,7 @@ cdef class Queue:
 
     def fork_acquire(self):
         """Before os.fork(): hold the mutex so the child never inherits it locked."""
-        self._mutex.acquire()
+        oj_lock(&self._mutex)
 
     def fork_release(self, bint in_child):
         """After os.fork(): release; in the child the queue is dead (its workers did
@@ -955,13 +967,13 @@ cdef class Queue:
         cdef Py_ssize_t n = 0, n_idle = 0
         cdef PyObject **idle
         if not in_child:
-            self._mutex.release()
+            oj_unlock(&self._mutex)
             return
         self._closed = True
         if self._count:
             taken = self._take_all(&n)
         idle = self._detach_idle(&n_idle, False)
-        self._mutex.release()
+        oj_unlock(&self._mutex)
         _release_refs(idle, n_idle)
         _drop(taken, n)
 
@@ -981,11 +993,11 @@ cdef class Queue:
         cdef Slot *copy
         cdef Py_ssize_t i, n
         cdef Slot *s
-        self._mutex.acquire()
+        oj_lock(&self._mutex)
         n = self._count
         copy = <Slot *>PyMem_RawMalloc((n or 1) * sizeof(Slot))
         if copy == NULL:
-            self._mutex.release()
+            oj_unlock(&self._mutex)
             raise MemoryError()
         for i in range(n):
             s = &self._slots[(self._head + i) & (self._cap - 1)]
@@ -994,7 +1006,7 @@ cdef class Queue:
             _xincref(s.args)
             _xincref(s.kwargs)
             _xincref(s.job)
-        self._mutex.release()
+        oj_unlock(&self._mutex)
         out = []
         try:
             for i in range(n):
@@ -1022,3 +1034,126 @@ cdef class Queue:
 
     def __repr__(self):
         return f"<Queue {self.name!r} queued={self._count} idle={self._idle_count}>"
+
+
+# ----------------------------------------------------------------------------
+# The module-level job calls, compiled
+
+
+cdef extern from *:
+    """
+    /* Vectorcall entry points of Dispatcher.perform and .async_perform. A Cython
+       def with **kwargs builds a dict on every call, keywords or not; these build
+       one only when keywords are passed, which saves about 120 instructions a job. */
+    typedef PyObject *(*oj_dispatch_fn)(PyObject *, PyObject *, PyObject *, PyObject *,
+                                        PyObject *, int);
+    static oj_dispatch_fn oj_dispatch = NULL;
+
+    static PyObject *oj_call(PyObject *self, PyObject *const *argv, Py_ssize_t nargs,
+                             PyObject *kwnames, int is_async) {
+        PyObject *args, *kwargs = NULL, *result;
+        Py_ssize_t i, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        if (nargs < 2) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() takes a pool and a function (%zd positional arguments given)",
+                         is_async ? "async_perform" : "perform", nargs);
+            return NULL;
+        }
+        args = PyTuple_New(nargs - 2);
+        if (args == NULL)
+            return NULL;
+        for (i = 2; i < nargs; i++) {
+            Py_INCREF(argv[i]);
+            PyTuple_SET_ITEM(args, i - 2, argv[i]);
+        }
+        if (nkw) {
+            kwargs = PyDict_New();
+            if (kwargs == NULL) {
+                Py_DECREF(args);
+                return NULL;
+            }
+            for (i = 0; i < nkw; i++) {
+                if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), argv[nargs + i]) < 0) {
+                    Py_DECREF(args);
+                    Py_DECREF(kwargs);
+                    return NULL;
+                }
+            }
+        }
+        result = oj_dispatch(self, argv[0], argv[1], args, kwargs ? kwargs : Py_None, is_async);
+        Py_DECREF(args);
+        Py_XDECREF(kwargs);
+        return result;
+    }
+
+    static PyObject *oj_perform(PyObject *self, PyObject *const *argv, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+        return oj_call(self, argv, nargs, kwnames, 0);
+    }
+
+    static PyObject *oj_async_perform(PyObject *self, PyObject *const *argv, Py_ssize_t nargs,
+                                      PyObject *kwnames) {
+        return oj_call(self, argv, nargs, kwnames, 1);
+    }
+
+    static PyMethodDef oj_perform_def = {
+        "perform", (PyCFunction)(void (*)(void))oj_perform, METH_FASTCALL | METH_KEYWORDS,
+        "perform($self, pool, fn, /, *args, **kwargs)\\n--\\n\\n"
+        "Run fn(*args, **kwargs) on a worker of pool; fire and forget."};
+    static PyMethodDef oj_async_perform_def = {
+        "async_perform", (PyCFunction)(void (*)(void))oj_async_perform,
+        METH_FASTCALL | METH_KEYWORDS,
+        "async_perform($self, pool, fn, /, *args, **kwargs)\\n--\\n\\n"
+        "Run fn(*args, **kwargs) on a worker of pool and return its Job."};
+    """
+    ctypedef object (*oj_dispatch_fn)(object, object, object, object, object, int)
+    oj_dispatch_fn oj_dispatch
+    ctypedef struct PyMethodDef:
+        pass
+    PyMethodDef oj_perform_def
+    PyMethodDef oj_async_perform_def
+    object PyCFunction_NewEx(PyMethodDef *, object, object)
+
+
+cdef object _dispatch(object dispatcher, object pool, object fn, object args, object kwargs,
+                      int is_async):
+    # Behind Dispatcher.perform/async_perform: args is a fresh tuple, kwargs a dict or None.
+    queue = (<Dispatcher>dispatcher)._queue(pool)
+    if type(queue) is Queue:
+        if is_async:
+            return (<Queue>queue)._push_async(fn, <tuple>args, <dict>kwargs)
+        (<Queue>queue)._push(fn, <tuple>args, <dict>kwargs)
+        return None
+    if is_async:
+        return queue.push_async(fn, args, kwargs)
+    queue.push(fn, args, kwargs)
+    return None
+
+
+oj_dispatch = _dispatch
+
+
+@cython.final
+cdef class Dispatcher:
+    """perform / async_perform for the module-level API: the pool (a name or a Pool)
+    resolves to its queue with one dict lookup, and the job is queued without a
+    Python frame per call. Queues of the pure-Python core are served too."""
+
+    cdef dict _queues
+    cdef object _resolve
+    cdef readonly object perform
+    cdef readonly object async_perform
+
+    def __init__(self, dict queues not None, resolve):
+        # queues: name/Pool -> queue of every running pool; resolve(pool) -> queue
+        # on a miss (starts a configured pool, or raises PoolNotFoundError/TypeError).
+        self._queues = queues
+        self._resolve = resolve
+        self.perform = PyCFunction_NewEx(&oj_perform_def, self, None)
+        self.async_perform = PyCFunction_NewEx(&oj_async_perform_def, self, None)
+
+    cdef inline object _queue(self, object pool):
+        try:
+            return self._queues[pool]
+        except (KeyError, TypeError):  # not running yet, or not a name at all
+            return self._resolve(pool)

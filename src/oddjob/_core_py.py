@@ -42,6 +42,7 @@ from oddjob.errors import PoolNotFoundError
 
 __all__ = [
     "IMPLEMENTATION",
+    "Dispatcher",
     "Job",
     "Owner",
     "Queue",
@@ -884,3 +885,41 @@ class Queue:
 
     def __repr__(self) -> str:
         return f"<Queue {self._name!r} queued={len(self._slots)} idle={len(self._idle)}>"
+
+
+# ----------------------------------------------------------------------------
+# The module-level job calls
+
+
+@final
+class Dispatcher:
+    """perform / async_perform for the module-level API: the pool (a name or a Pool)
+    resolves to its queue with one dict lookup, then the job is queued."""
+
+    __slots__ = ("_queues", "_resolve")
+
+    def __init__(self, queues: dict[object, Any], resolve: Callable[[object], Any]) -> None:
+        # queues: name/Pool -> queue of every running pool; resolve(pool) -> queue
+        # on a miss (starts a configured pool, or raises PoolNotFoundError/TypeError).
+        if type(queues) is not dict:
+            raise TypeError(f"queues must be a dict, not {type(queues).__name__}")
+        self._queues = queues
+        self._resolve = resolve
+
+    def perform(self, pool: object, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        """Run fn(*args, **kwargs) on a worker of pool; fire and forget."""
+        try:
+            queue = self._queues[pool]
+        except (KeyError, TypeError):  # not running yet, or not a name at all
+            queue = self._resolve(pool)
+        queue.push(fn, args, kwargs)
+
+    def async_perform(
+        self, pool: object, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
+    ) -> Job[_T]:
+        """Run fn(*args, **kwargs) on a worker of pool and return its Job."""
+        try:
+            queue = self._queues[pool]
+        except (KeyError, TypeError):
+            queue = self._resolve(pool)
+        return queue.push_async(fn, args, kwargs)  # type: ignore[no-any-return]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _backend, registry
 from .pool import Pool, _as_list
@@ -30,38 +30,36 @@ Item = TypeVar("Item")
 PoolName = str | Pool
 Timeout = float | timedelta | None
 
-# name/Pool -> core queue of every running pool. The job calls below read it inline
-# (no helper call: this is the hot path) and fall back to registry.queue on a miss.
-_queues = registry.queues
+# perform and async_perform are the hot path: they are bound to the core's compiled
+# Dispatcher (one dict lookup from pool to queue, no Python frame per call). The
+# definitions under TYPE_CHECKING document their signatures for type checkers.
+_dispatch = _backend.core.Dispatcher(registry.queues, registry.queue)
 
+if TYPE_CHECKING:
+    from ._core_py import Job
 
-def perform(pool: PoolName, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
-    """Run ``fn(*args, **kwargs)`` on a worker of ``pool``; fire and forget.
+    def perform(pool: PoolName, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Run ``fn(*args, **kwargs)`` on a worker of ``pool``; fire and forget.
 
-    Raises:
-        TypeError: fn is not callable, or pool is not a str or Pool.
-        PoolNotFoundError: the pool is not running (and not configured).
-    """
-    try:
-        queue = _queues[pool]
-    except (KeyError, TypeError):
-        queue = registry.queue(pool)
-    queue.push(fn, args, kwargs)
+        Raises:
+            TypeError: fn is not callable, or pool is not a str or Pool.
+            PoolNotFoundError: the pool is not running (and not configured).
+        """
+
+    def async_perform(
+        pool: PoolName, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Job[T]:
+        """Run ``fn(*args, **kwargs)`` on a worker of ``pool`` and return its ``Job``."""
+
+else:
+    perform = _dispatch.perform
+    async_perform = _dispatch.async_perform
 
 
 def perform_many(pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], Any]) -> None:
     """Run ``fn(item)`` for each item. The batch enters the queue at once, in order:
     no other caller's job lands between its members."""
     registry.queue(pool).push_many(fn, _as_list(iterable))
-
-
-def async_perform(pool: PoolName, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Any:
-    """Run ``fn(*args, **kwargs)`` on a worker and return its ``Job``."""
-    try:
-        queue = _queues[pool]
-    except (KeyError, TypeError):
-        queue = registry.queue(pool)
-    return queue.push_async(fn, args, kwargs)
 
 
 def async_perform_many(
