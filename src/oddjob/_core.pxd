@@ -52,7 +52,8 @@ cdef class Worker:
 cdef class Job:
     cdef readonly object pool
     cdef readonly object function
-    cdef readonly tuple args
+    cdef object _args          # the args tuple, or the single item when _one_arg
+    cdef bint _one_arg
     cdef object _kwargs
     cdef unsigned long _owner
     cdef unsigned long long _ref
@@ -91,6 +92,6 @@ cdef class Queue:
     cdef void _shrink(self) noexcept nogil
     cdef PyObject **_detach_idle(self, Py_ssize_t *n, bint wake) noexcept
     cdef Slot *_take_all(self, Py_ssize_t *n) noexcept nogil
-    cdef Job _new_job(self, object fn, tuple args, object kwargs, Owner owner)
+    cdef Job _new_job(self, object fn, object args, object kwargs, Owner owner, bint one_arg)
     cdef int _push(self, object fn, tuple args, dict kwargs) except -1
     cdef Job _push_async(self, object fn, tuple args, dict kwargs)

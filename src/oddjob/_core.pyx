@@ -275,6 +275,10 @@ cdef class Job:
         return (self._queue._serial << REF_SHIFT) | self._ref
 
     @property
+    def args(self):
+        return (self._args,) if self._one_arg else self._args
+
+    @property
     def kwargs(self):
         return {} if self._kwargs is None else self._kwargs
 
@@ -619,11 +623,12 @@ cdef class Queue:
         w._busy = False
         return 0
 
-    cdef Job _new_job(self, object fn, tuple args, object kwargs, Owner owner):
+    cdef Job _new_job(self, object fn, object args, object kwargs, Owner owner, bint one_arg):
         cdef Job job = Job.__new__(Job)
         job.pool = self.name
         job.function = fn
-        job.args = args
+        job._args = args
+        job._one_arg = one_arg
         job._kwargs = kwargs
         job._owner = PyThread_get_thread_ident()
         job._owner_token = owner
@@ -703,7 +708,8 @@ cdef class Queue:
         cdef Slot *s
         cdef PyObject *idle
         _check_callable(fn)
-        cdef Job job = self._new_job(fn, args, kwargs if kwargs else None, _current_owner())
+        cdef Job job = self._new_job(
+            fn, args, kwargs if kwargs else None, _current_owner(), False)
         oj_lock(&self._mutex)
         if self._closed or self._reserve(1) < 0:
             oj_unlock(&self._mutex)
@@ -740,7 +746,8 @@ cdef class Queue:
             return jobs
         cdef Owner owner = _current_owner()
         for i in range(n):
-            jobs[i] = self._new_job(fn, (batch[i],), None, owner)
+            # The item itself, not a 1-tuple: one GC-tracked object fewer per job.
+            jobs[i] = self._new_job(fn, batch[i], None, owner, True)
         oj_lock(&self._mutex)
         if self._closed or self._reserve(n) < 0:
             oj_unlock(&self._mutex)
@@ -852,10 +859,12 @@ cdef class Queue:
                 job = None
                 continue
             try:
-                if job._kwargs is None:
-                    result = job.function(*job.args)
+                if job._one_arg:
+                    result = job.function(job._args)
+                elif job._kwargs is None:
+                    result = job.function(*<tuple>job._args)
                 else:
-                    result = job.function(*job.args, **job._kwargs)
+                    result = job.function(*<tuple>job._args, **job._kwargs)
             except BaseException as exc:
                 oj_lock(&self._mutex)
                 job._exception = exc
