@@ -3,8 +3,10 @@ argument is expected, and done callbacks that raise BaseException."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -133,3 +135,53 @@ def test_the_compiled_dispatcher_serves_queues_of_either_core(core):
     assert len(queue) == 2
     assert type(job) is core.Job
     queue.close(cancel_pending=True)
+
+
+class Marker:
+    """Something weakly referenceable to watch a reference cycle with."""
+
+
+def test_a_finished_job_in_a_reference_cycle_is_collected(make_pool):
+    pool = make_pool(1)
+
+    def make() -> weakref.ref[Marker]:
+        box: list[object] = [Marker()]
+
+        def fn() -> int:
+            return len(box)
+
+        job = oddjob.async_perform(pool, fn)
+        box.append(job)  # box -> job -> fn -> closure cell -> box
+        assert oddjob.await_(job, timeout=WAIT) == 2
+        return weakref.ref(box[0])  # type: ignore[arg-type]
+
+    ref = make()
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_queued_job_in_a_reference_cycle_is_kept_until_it_runs(make_pool):
+    pool = make_pool(1)
+    release = threading.Event()
+    oddjob.perform(pool, release.wait, WAIT)
+    ran = Recorder()
+
+    def make() -> weakref.ref[Marker]:
+        box: list[object] = [Marker()]
+
+        def fn() -> None:
+            ran(len(box))
+
+        box.append(oddjob.async_perform(pool, fn))
+        return weakref.ref(box[0])  # type: ignore[arg-type]
+
+    ref = make()
+    gc.collect()
+    assert ref() is not None  # reachable from the queue
+    release.set()
+    assert ran.wait_for_count(1) == [2]
+    deadline = time.monotonic() + WAIT
+    while ref() is not None:  # once run, the cycle is garbage
+        assert time.monotonic() < deadline, "the finished job's cycle was never collected"
+        gc.collect()
+        time.sleep(0.01)
