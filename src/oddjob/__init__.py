@@ -18,9 +18,19 @@ from .api import (
     workers,
 )
 from .config import configure
+from .decorator import perform_this
 from .errors import ConfigError, OddJobError, PoolAlreadyStartedError, PoolNotFoundError
 from .introspection import PoolState, QueuedJob, pool, pool_id, supervisor, supervisor_id
 from .pool import Pool
+from .scheduler import (
+    TimerRef,
+    cancel_timer,
+    perform_after,
+    perform_at,
+    perform_many_after,
+    perform_many_at,
+    read_timer,
+)
 from .supervision import WorkerSupervisor
 from .supervisor import Supervisor, child_spec, start_link
 
@@ -36,18 +46,26 @@ __all__ = [
     "PoolState",
     "QueuedJob",
     "Supervisor",
+    "TimerRef",
     "WorkerSupervisor",
     "__version__",
     "async_perform",
     "async_perform_many",
     "await_",
     "await_many",
+    "cancel_timer",
     "child_spec",
     "configure",
     "perform",
+    "perform_after",
+    "perform_at",
     "perform_many",
+    "perform_many_after",
+    "perform_many_at",
+    "perform_this",
     "pool",
     "pool_id",
+    "read_timer",
     "start_link",
     "stop",
     "supervisor",

@@ -11,12 +11,15 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _backend, config, registry
 from .config import PoolOptions
 from .errors import OddJobError, PoolNotFoundError
 from .supervision import WorkerSupervisor
+
+if TYPE_CHECKING:  # scheduler imports the registry, which imports this module
+    from .scheduler import TimerRef, When
 
 __all__ = ["Pool"]
 
@@ -194,3 +197,37 @@ class Pool:
     def async_perform_many(self, iterable: Iterable[Item], fn: Callable[[Item], T]) -> list[Any]:
         """The batch form of async_perform: one Job per item, in input order."""
         return self.queue.push_async_many(fn, _as_list(iterable))  # type: ignore[no-any-return]
+
+    # -- scheduled work --------------------------------------------------------------
+
+    def perform_after(
+        self, delay: float | timedelta, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TimerRef:
+        """Queue ``fn(*args, **kwargs)`` on this pool after ``delay`` (see oddjob.perform_after)."""
+        from . import scheduler
+
+        return scheduler.perform_after(delay, self, fn, *args, **kwargs)
+
+    def perform_at(
+        self, when: When, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TimerRef:
+        """Queue ``fn(*args, **kwargs)`` on this pool at ``when`` (see oddjob.perform_at)."""
+        from . import scheduler
+
+        return scheduler.perform_at(when, self, fn, *args, **kwargs)
+
+    def perform_many_after(
+        self, delay: float | timedelta, iterable: Iterable[Item], fn: Callable[[Item], Any]
+    ) -> TimerRef:
+        """One timer for the batch; it enters this pool's queue as one batch."""
+        from . import scheduler
+
+        return scheduler.perform_many_after(delay, self, iterable, fn)
+
+    def perform_many_at(
+        self, when: When, iterable: Iterable[Item], fn: Callable[[Item], Any]
+    ) -> TimerRef:
+        """One timer for the batch, firing at ``when``."""
+        from . import scheduler
+
+        return scheduler.perform_many_at(when, self, iterable, fn)
