@@ -33,7 +33,6 @@ Timeout = float | timedelta | None
 # perform and async_perform are the hot path: they are bound to the core's compiled
 # Dispatcher (one dict lookup from pool to queue, no Python frame per call). The
 # definitions under TYPE_CHECKING document their signatures for type checkers.
-_dispatch = _backend.core.Dispatcher(registry.queues, registry.queue)
 
 if TYPE_CHECKING:
     from ._core_py import Job
@@ -52,8 +51,8 @@ if TYPE_CHECKING:
         """Run ``fn(*args, **kwargs)`` on a worker of ``pool`` and return its ``Job``."""
 
 else:
-    perform = _dispatch.perform
-    async_perform = _dispatch.async_perform
+    perform = registry.dispatch.perform
+    async_perform = registry.dispatch.async_perform
 
 
 def perform_many(pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], Any]) -> None:

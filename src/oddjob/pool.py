@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -72,6 +73,12 @@ class Pool:
         self._state = _NEW
         self._queue: Any = None
         self._supervisor: WorkerSupervisor | None = None
+        # The hot methods go straight to the compiled dispatcher, as oddjob.perform does
+        # (a stopped pool raises PoolNotFoundError there); the defs below document them.
+        self.perform = partial(registry.dispatch.perform, self)  # type: ignore[method-assign]
+        self.async_perform = partial(  # type: ignore[method-assign]
+            registry.dispatch.async_perform, self
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import config
+from . import _backend, config
 from .errors import ConfigError, PoolAlreadyStartedError, PoolNotFoundError
 
 if TYPE_CHECKING:
@@ -96,6 +96,10 @@ def queue(pool: object) -> Any:
         return queues[pool]
     except (KeyError, TypeError):  # not running yet, or not a name at all
         return lookup(pool).queue
+
+
+# The compiled fast path of perform/async_perform, for oddjob.perform and Pool.perform.
+dispatch = _backend.core.Dispatcher(queues, queue)
 
 
 def whereis(name: str) -> Pool | None:
