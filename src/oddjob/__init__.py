@@ -20,6 +20,7 @@ from .api import (
 from .config import configure
 from .decorator import perform_this
 from .errors import ConfigError, OddJobError, PoolAlreadyStartedError, PoolNotFoundError
+from .executor import Executor
 from .introspection import PoolState, QueuedJob, pool, pool_id, supervisor, supervisor_id
 from .pool import Pool
 from .scheduler import (
@@ -38,6 +39,7 @@ Job = _core_impl.Job
 
 __all__ = [
     "ConfigError",
+    "Executor",
     "Job",
     "OddJobError",
     "Pool",
