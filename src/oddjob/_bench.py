@@ -1,153 +1,686 @@
-"""Throughput of oddjob beside ThreadPoolExecutor, measured in the same run.
+"""``python -m oddjob bench``: oddjob beside its peers, all measured in the same run.
 
-    python -m oddjob bench [--jobs N] [--pool-size 5] [--repeat 5] [--quick]
+    python -m oddjob bench [--pool-size 5] [--jobs N] [--repeat R] [--quick]
+                           [--json PATH] [--plot PATH] [--peers LIST] [--workloads LIST]
+                           [--executor | --no-executor]
 
-Each workload times submitting N no-op jobs until every one has run (a pool stop
-that drains the queue and joins the workers, or collecting every result), with
-the pools already started. Figures are medians over the repetitions, with the
-ratio of oddjob's rate to ThreadPoolExecutor's.
+What is measured
+  Workloads: no-op jobs (the pool's own cost per job); ~10 µs of pure-Python CPU work
+  (an empty loop calibrated at start-up; it holds the GIL); ~1 ms of I/O (time.sleep,
+  which releases the GIL as a socket read does). Within a workload every peer runs the
+  same number of jobs; slower workloads run fewer: N no-op jobs, N/5 CPU jobs, N/100
+  sleeping jobs (N = --jobs).
+
+  Modes: ``perform`` (fire and forget, one call per job); ``perform_many`` (the whole
+  batch in one call); ``async_perform_many`` + ``await_many`` (a handle per job, then
+  every result); round trip (submit one job and await it, one at a time: p50 and p99);
+  bytes per queued job (tracemalloc while fire-and-forget jobs without arguments queue
+  behind workers that are all blocked: what the pool holds per job, its queue's
+  amortised growth included; measured once, the job being irrelevant); and a line of
+  its own: 100,000 async jobs (fewer if --jobs is under 10,000), created one
+  ``async_perform`` call each, run and collected with ``await_many``, on a pool of as
+  many workers as there are CPUs.
+
+  Peers: oddjob; ``oddjob.Executor`` when this oddjob has it, measured exactly as
+  ``ThreadPoolExecutor`` is (submit / map / submit + result); multiprocessing's
+  ``ThreadPool`` (apply_async / map / apply_async + get); asyncio, below; pebble's
+  ``ThreadPool`` when pebble is installed (schedule / map / schedule + result); and
+  the floor, a single-thread loop calling the same jobs one after the other. Each
+  figure is also shown over ThreadPoolExecutor's ("vs TPE").
+
+  asyncio is measured as a careful user limits work to N background jobs:
+  ``async with semaphore: await asyncio.to_thread(job, item)`` under an
+  ``asyncio.Semaphore(N)``, keeping every task (a TaskGroup for fire and forget, gather
+  to collect results). The loop's default executor, which to_thread uses, gets N
+  threads, so that the Semaphore, not the stock executor's size, bounds concurrency.
+
+How it is timed
+  - time.perf_counter, around the library calls alone; a fresh pool for every run,
+    all of whose threads have run a job (pool-size jobs that wait for one another)
+    before the clock starts.
+  - "Done" means every job has run. Fire-and-forget runs end with each library's own
+    draining stop, for every peer alike (oddjob.stop, shutdown(wait=True), close() and
+    join(), leaving the TaskGroup) rather than with a counter bumped by each job, which
+    would add work to the job. Runs that return results end at the last result.
+  - gc.collect() before each timed run and the collector off during it, for every peer
+    alike: collection pauses depend on the rest of the heap, not on the pool. The heap
+    as it is at start-up is frozen (gc.freeze) and left out of those collections.
+  - One warm-up run per peer, discarded; then the peers take turns, repetition after
+    repetition, so that a slow drift of the machine touches all alike. A figure is the
+    median of the repetitions; ± is half their range, as a fraction of the median.
+  - Batch calls run with each library's defaults: multiprocessing's map cuts the batch
+    into chunks, pebble's map does not. pebble's close() + join() polls every 0.1 s, so
+    its perform figures include up to that much waiting per run.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import platform
+import shutil
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, TextIO
 
 import oddjob
 
 from . import _backend
+from ._bench_peers import (
+    GC_OFF_WHILE_TIMING,
+    SLEEP_JOB_SECONDS,
+    AsyncioPeer,
+    ExecutorPeer,
+    Job,
+    LoopPeer,
+    OddjobExecutorPeer,
+    OddjobPeer,
+    PebblePeer,
+    Peer,
+    ThreadPoolPeer,
+    frozen_heap,
+    make_spin,
+    noop,
+    sleep_job,
+)
+from ._bench_report import (
+    FOOTNOTE,
+    Failure,
+    Result,
+    Stat,
+    headline_lines,
+    plot,
+    section_lines,
+    table_heading,
+    to_json,
+)
 
-
-def noop(*_args: object) -> None:
-    """The job: nothing, so that the pool's own overhead is what gets measured."""
-
-
-def _warm_tpe(executor: ThreadPoolExecutor, size: int) -> None:
-    # Start every thread before the clock starts, as oddjob's pool already has.
-    for future in [executor.submit(time.sleep, 0.01) for _ in range(size)]:
-        future.result()
-
-
-def oddjob_perform(n: int, size: int) -> float:
-    pool = oddjob.Pool("bench", pool_size=size).start()
-    perform = oddjob.perform
-    start = time.perf_counter()
-    for _ in range(n):
-        perform("bench", noop)
-    pool.stop()
-    return time.perf_counter() - start
-
-
-def tpe_submit(n: int, size: int) -> float:
-    executor = ThreadPoolExecutor(size)
-    _warm_tpe(executor, size)
-    submit = executor.submit
-    start = time.perf_counter()
-    for _ in range(n):
-        submit(noop)
-    executor.shutdown(wait=True)
-    return time.perf_counter() - start
-
-
-def oddjob_perform_many(n: int, size: int) -> float:
-    pool = oddjob.Pool("bench", pool_size=size).start()
-    start = time.perf_counter()
-    oddjob.perform_many("bench", range(n), noop)
-    pool.stop()
-    return time.perf_counter() - start
-
-
-def tpe_map(n: int, size: int) -> float:
-    executor = ThreadPoolExecutor(size)
-    _warm_tpe(executor, size)
-    start = time.perf_counter()
-    for _ in executor.map(noop, range(n)):
-        pass
-    executor.shutdown(wait=True)
-    return time.perf_counter() - start
-
-
-def oddjob_async_many(n: int, size: int) -> float:
-    pool = oddjob.Pool("bench", pool_size=size).start()
-    start = time.perf_counter()
-    jobs = oddjob.async_perform_many("bench", range(n), noop)
-    oddjob.await_many(jobs, timeout=None)
-    elapsed = time.perf_counter() - start
-    pool.stop()
-    return elapsed
-
-
-def tpe_submit_result(n: int, size: int) -> float:
-    executor = ThreadPoolExecutor(size)
-    _warm_tpe(executor, size)
-    start = time.perf_counter()
-    futures = [executor.submit(noop, i) for i in range(n)]
-    for future in futures:
-        future.result()
-    elapsed = time.perf_counter() - start
-    executor.shutdown(wait=True)
-    return elapsed
-
-
-Runner = Callable[[int, int], float]
-
-WORKLOADS: list[tuple[str, Runner, str, Runner]] = [
-    ("perform", oddjob_perform, "submit", tpe_submit),
-    ("perform_many", oddjob_perform_many, "map", tpe_map),
-    ("async_perform_many+await_many", oddjob_async_many, "submit+result", tpe_submit_result),
+__all__ = [
+    "PEER_KEYS",
+    "WORKLOAD_KEYS",
+    "Workload",
+    "calibrated_spin",
+    "main",
+    "make_workloads",
+    "percentile",
 ]
 
+# No-op jobs per run; the other workloads run a fixed fraction of it. More jobs steady
+# the fast peers' figures, but the slow peers (asyncio, pebble) pay for every one.
+DEFAULT_JOBS: Final = 50_000
+QUICK_JOBS: Final = 10_000
+# Timed runs per figure: more narrow the spread, at a linear cost in time.
+DEFAULT_REPEAT: Final = 5
+QUICK_REPEAT: Final = 3
+# Runs per peer thrown away first: they warm caches, allocator arenas and code paths.
+WARMUP_RUNS: Final = 1
+DEFAULT_POOL_SIZE: Final = 5
+# The async-jobs line's job count, unless --jobs is under a tenth of it.
+ASYNC_JOBS: Final = 100_000
+# Jobs queued for the memory figure: enough that a pool's fixed costs vanish in the mean.
+MEMORY_JOBS: Final = 5_000
+# Floors for tiny --jobs values, so that every run still has something to measure.
+MIN_JOBS: Final = 20
+MIN_ROUND_TRIPS: Final = 20
+# Each workload's jobs per run and round trips per run, as fractions of --jobs: slower
+# jobs get fewer, so that every workload takes about as long as the others.
+WORKLOAD_SCALES: Final = {
+    "noop": (1.0, 1 / 25),
+    "cpu": (1 / 5, 1 / 25),
+    "sleep": (1 / 100, 1 / 200),
+}
+WORKLOAD_KEYS: Final = tuple(WORKLOAD_SCALES)
+# The CPU workload's time per job, met by calibrating its loop at start-up.
+CPU_JOB_SECONDS: Final = 10e-6
+# Calibration: the first guess at the loop's length, how many times to correct it (each
+# pass also warms the CPU up a little more), and how many timings each takes the best of.
+CALIBRATION_ITERATIONS: Final = 1_000
+CALIBRATION_PASSES: Final = 3
+CALIBRATION_ROUNDS: Final = 7
 
-def _rate(runner: Runner, n: int, size: int, repeat: int) -> tuple[float, float]:
-    rates = [n / runner(n, size) for _ in range(repeat)]
-    return statistics.median(rates), (max(rates) - min(rates)) / 2
+PEER_KEYS: Final = ("oddjob", "executor", "tpe", "threadpool", "asyncio", "pebble", "loop")
+# Why a peer may be missing here, noted under the table's title.
+UNAVAILABLE: Final = {
+    "executor": "oddjob.Executor: not in this version of oddjob, left out",
+    "pebble": "pebble: not installed, left out (python -m pip install pebble)",
+}
+THROUGHPUT_MODES: Final = ("perform", "perform_many", "async_many")
 
 
-def _progress(text: str) -> None:
-    # One self-erasing status line on a terminal; plain lines when stderr is a file.
-    if sys.stderr.isatty():
-        print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
-    elif text:
-        print(text, file=sys.stderr, flush=True)
+# -- workloads ---------------------------------------------------------------------------
 
 
-def main(argv: list[str]) -> int:
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    job: Job
+    jobs: int  # per run, the same for every peer
+    round_trips: int  # per run of the round-trip mode
+    detail: str  # what the job does, for the reader
+
+
+def _seconds_per_call(job: Job, calls: int = 100, rounds: int = CALIBRATION_ROUNDS) -> float:
+    """The best of ``rounds`` timings of ``calls`` calls of ``job``, per call."""
+    best = math.inf
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for i in range(calls):
+            job(i)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def calibrated_spin(target: float = CPU_JOB_SECONDS) -> tuple[Job, int, float]:
+    """A pure-Python CPU job taking about ``target`` seconds on this machine.
+
+    Returns:
+        The job, its loop's length, and its measured seconds per call.
+    """
+    iterations = CALIBRATION_ITERATIONS
+    for _ in range(CALIBRATION_PASSES):
+        seconds = _seconds_per_call(make_spin(iterations))
+        iterations = max(1, round(iterations * target / seconds))
+    job = make_spin(iterations)
+    return job, iterations, _seconds_per_call(job)
+
+
+def make_workloads(keys: Sequence[str], jobs: int) -> list[Workload]:
+    """The workloads named by ``keys`` (WORKLOAD_KEYS), sized for ``jobs`` no-op jobs."""
+    workloads = []
+    for key in keys:
+        job: Job
+        if key == "noop":
+            job, title, detail = noop, "no-op", "pass"
+        elif key == "cpu":
+            job, iterations, seconds = calibrated_spin()
+            title = "~10 µs CPU"
+            detail = f"an empty loop of {iterations:,} iterations, {seconds * 1e6:.1f} µs a call"
+        elif key == "sleep":
+            seconds = _seconds_per_call(sleep_job, calls=10, rounds=3)
+            job, title = sleep_job, "~1 ms I/O"
+            detail = f"time.sleep({SLEEP_JOB_SECONDS}), {seconds * 1e3:.2f} ms a call"
+        else:
+            raise ValueError(f"unknown workload {key!r}")
+        jobs_share, round_trips_share = WORKLOAD_SCALES[key]
+        per_run = max(MIN_JOBS, round(jobs * jobs_share))
+        round_trips = max(MIN_ROUND_TRIPS, round(jobs * round_trips_share))
+        workloads.append(Workload(key, title, job, per_run, round_trips, detail))
+    return workloads
+
+
+# -- peers -------------------------------------------------------------------------------
+
+
+def available_peers() -> dict[str, Callable[[], Peer]]:
+    """A factory for each peer that can run here, by key, in table order."""
+    factories: dict[str, Callable[[], Peer]] = {"oddjob": OddjobPeer}
+    if OddjobExecutorPeer.available():
+        factories["executor"] = OddjobExecutorPeer
+    factories |= {"tpe": ExecutorPeer, "threadpool": ThreadPoolPeer, "asyncio": AsyncioPeer}
+    if importlib.util.find_spec("pebble") is not None:
+        factories["pebble"] = lambda: PebblePeer(importlib.import_module("pebble"))
+    factories["loop"] = LoopPeer
+    return factories
+
+
+def make_peers(keys: Sequence[str] | None, executor: bool | None) -> tuple[list[Peer], list[str]]:
+    """The peers to measure, in table order, and notes on those left out.
+
+    Args:
+        keys: the peers asked for (None: every peer that can run here).
+        executor: take oddjob.Executor in (True, even if ``keys`` leaves it out), leave
+            it out (False), or take it in when this oddjob has it and ``keys`` allows
+            (None).
+
+    Raises:
+        ValueError: a peer asked for cannot run here.
+    """
+    factories = available_peers()
+    if executor and "executor" not in factories:
+        raise ValueError("--executor: this oddjob has no oddjob.Executor")
+    wanted = set(PEER_KEYS if keys is None else keys)
+    if executor:
+        wanted.add("executor")
+    elif executor is False:
+        wanted.discard("executor")
+    unavailable = [key for key in PEER_KEYS if key in wanted and key not in factories]
+    if keys is not None and unavailable:
+        raise ValueError(f"--peers: not available here: {', '.join(unavailable)}")
+    notes = [UNAVAILABLE[key] for key in unavailable]
+    return [factory() for key, factory in factories.items() if key in wanted], notes
+
+
+# -- measuring ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One part of the table: a workload and a mode, for every peer, at a pool size."""
+
+    workload: Workload
+    mode: str  # a THROUGHPUT_MODES member, "round_trip", "queued_bytes" or "async_each"
+    peers: tuple[Peer, ...]
+    size: int
+    jobs: int  # per run (round trips, for the round-trip mode)
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile: the smallest sample at or above ``fraction`` of them."""
+    ordered = sorted(samples)
+    # The tolerance keeps float noise (0.07 * 100 = 7.000000000000001) from a rank too far.
+    rank = max(1, math.ceil(len(ordered) * fraction - 1e-9))
+    return ordered[rank - 1]
+
+
+def result_modes(mode: str) -> list[tuple[str, str]]:
+    """(mode, unit) of each figure a run in ``mode`` gives."""
+    if mode == "round_trip":
+        return [("round_trip_p50", "s"), ("round_trip_p99", "s")]
+    if mode == "queued_bytes":
+        return [(mode, "B")]
+    if mode == "async_each":
+        return [(mode, "s")]
+    return [(mode, "jobs/s")]
+
+
+def run_once(cell: Cell, peer: Peer) -> tuple[float, ...]:
+    """One run of ``peer`` in ``cell``: its figures, in the order of ``result_modes``."""
+    job, size, n = cell.workload.job, cell.size, cell.jobs
+    if cell.mode in THROUGHPUT_MODES:
+        return (n / peer.throughput(cell.mode, job, n, size),)
+    if cell.mode == "async_each":
+        return (peer.throughput(cell.mode, job, n, size),)
+    if cell.mode == "round_trip":
+        samples = peer.round_trips(job, n, size)
+        return percentile(samples, 0.50), percentile(samples, 0.99)
+    if cell.mode == "queued_bytes":
+        return (peer.queued_bytes(n, size),)
+    raise ValueError(f"unknown mode {cell.mode!r}")
+
+
+class Progress:
+    """What is running, on stderr: one line rewritten in place on a terminal; elsewhere
+    (a CI log) a line per part of the table rather than one per run."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.done = 0
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._start = time.monotonic()
+        self._shown = False
+
+    def cell(self, cell: Cell) -> None:
+        if not self._tty:
+            print(
+                f"bench: {cell.workload.title} / {cell.mode}: {len(cell.peers)} peers",
+                file=self._stream,
+                flush=True,
+            )
+
+    def run(self, cell: Cell, peer: Peer, repetition: int, repeat: int) -> None:
+        self.done += 1
+        if not self._tty:
+            return
+        what = "warm-up" if repetition < 0 else f"run {repetition + 1}/{repeat}"
+        minutes, seconds = divmod(int(time.monotonic() - self._start), 60)
+        text = (
+            f"[{self.done}/{self.total} runs, {minutes}:{seconds:02}] "
+            f"{cell.workload.title} / {cell.mode} / {peer.name}: {what}"
+        )
+        width = shutil.get_terminal_size().columns - 1  # a wrapped line cannot be erased
+        self._stream.write(f"\r\033[K{text[:width]}")
+        self._stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
+            self._shown = False
+
+
+def measure(cell: Cell, repeat: int, progress: Progress) -> tuple[list[Result], list[Failure]]:
+    """Every peer's figures for ``cell``: a warm-up run each, then the peers in turn.
+
+    A peer whose run raises is left out of the rest of the cell, its traceback printed
+    on stderr: one library's bug must not cost the figures of a run minutes long.
+    """
+    progress.cell(cell)
+    runs: dict[str, list[tuple[float, ...]]] = {peer.key: [] for peer in cell.peers}
+    failures: list[Failure] = []
+    for repetition in range(-WARMUP_RUNS, repeat):
+        for peer in cell.peers:
+            if peer.key not in runs:
+                continue
+            progress.run(cell, peer, repetition, repeat)
+            try:
+                figures = run_once(cell, peer)
+            except Exception as exc:
+                progress.clear()
+                traceback.print_exc()
+                del runs[peer.key]
+                call = peer.calls[cell.mode]
+                error = f"{type(exc).__name__}: {exc}"
+                failures.append(
+                    Failure(cell.workload.key, cell.mode, peer.name, peer.key, call, error)
+                )
+                continue
+            if repetition >= 0:
+                runs[peer.key].append(figures)
+    results = [
+        Result(
+            cell.workload.key,
+            mode,
+            peer.name,
+            peer.key,
+            peer.calls[cell.mode],
+            unit,
+            Stat(tuple(run[index] for run in runs[peer.key])),
+        )
+        for peer in cell.peers
+        if peer.key in runs
+        for index, (mode, unit) in enumerate(result_modes(cell.mode))
+    ]
+    return results, failures
+
+
+# -- the command -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The command line, with the defaults filled in."""
+
+    pool_size: int
+    jobs: int
+    repeat: int
+    quick: bool
+    json: str | None
+    plot: str | None
+
+    @property
+    def memory_jobs(self) -> int:
+        return min(self.jobs, MEMORY_JOBS)
+
+    @property
+    def async_jobs(self) -> int:
+        return min(ASYNC_JOBS, 10 * self.jobs)
+
+
+def plan(workloads: Sequence[Workload], peers: Sequence[Peer], settings: Settings) -> list[Cell]:
+    """Every part of the table, in order, each with the peers that take part in it."""
+    size = settings.pool_size
+    cells = []
+    for workload in workloads:
+        for mode in THROUGHPUT_MODES:
+            cells.append(Cell(workload, mode, tuple(peers), size, workload.jobs))
+        cells.append(Cell(workload, "round_trip", tuple(peers), size, workload.round_trips))
+    noop_workload = next((w for w in workloads if w.key == "noop"), None)
+    if noop_workload is not None:
+        queued = tuple(p for p in peers if p.supports("queued_bytes"))
+        cells.append(Cell(noop_workload, "queued_bytes", queued, size, settings.memory_jobs))
+        with_async = tuple(p for p in peers if p.supports("async_each"))
+        cpus = os.cpu_count() or 1
+        cells.append(Cell(noop_workload, "async_each", with_async, cpus, settings.async_jobs))
+    return [cell for cell in cells if cell.peers]
+
+
+def _section_heading(cells: Sequence[Cell], index: int) -> list[str]:
+    """The lines that open a new part of the table before ``cells[index]``, if any."""
+    cell = cells[index]
+    if cell.mode == "queued_bytes":
+        return ["", f"memory · {cell.jobs:,} jobs queued per run", table_heading()]
+    workload = cell.workload
+    if index > 0 and cells[index - 1].workload is workload:
+        return []
+    return [
+        "",
+        f"{workload.title} · {workload.jobs:,} jobs per run, {workload.round_trips:,} round "
+        f"trips · {workload.detail}",
+        table_heading(),
+    ]
+
+
+def run(cells: Sequence[Cell], repeat: int, out: TextIO) -> tuple[list[Result], list[Failure]]:
+    """Measure every cell, printing each part of the table as soon as it is known."""
+    progress = Progress(sum(len(c.peers) * (repeat + WARMUP_RUNS) for c in cells), sys.stderr)
+    results: list[Result] = []
+    failures: list[Failure] = []
+    try:
+        with frozen_heap():
+            for index, cell in enumerate(cells):
+                measured, failed = measure(cell, repeat, progress)
+                results += measured
+                failures += failed
+                progress.clear()
+                if cell.mode != "async_each":  # that one gets a line of its own, at the end
+                    lines = _section_heading(cells, index)
+                    lines += section_lines(results, cell.workload.key, cell.mode, failures)
+                    print("\n".join(lines), file=out, flush=True)
+    finally:
+        progress.clear()
+    return results, failures
+
+
+def environment() -> dict[str, Any]:
+    """What the figures depend on besides the code: for the JSON file and the title."""
+
+    def version(distribution: str) -> str | None:
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "oddjob": oddjob.__version__,
+        "core": _backend.core.IMPLEMENTATION,
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "python_build": sys.version,
+        "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
+        "switch_interval": sys.getswitchinterval(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "pebble": version("pebble"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(
+    path: str,
+    results: Sequence[Result],
+    failures: Sequence[Failure],
+    env: dict[str, Any],
+    settings: Settings,
+    cells: Sequence[Cell],
+    seconds: float,
+) -> None:
+    async_cell = next((c for c in cells if c.mode == "async_each"), None)
+    described = {
+        "pool_size": settings.pool_size,
+        "jobs": settings.jobs,
+        "repeat": settings.repeat,
+        "warmup_runs": WARMUP_RUNS,
+        "quick": settings.quick,
+        "gc_disabled_while_timing": GC_OFF_WHILE_TIMING,
+        "peers": list(dict.fromkeys(peer.name for cell in cells for peer in cell.peers)),
+        "memory_jobs": settings.memory_jobs,
+        "async_jobs": None if async_cell is None else async_cell.jobs,
+        "async_jobs_pool_size": None if async_cell is None else async_cell.size,
+        "seconds": round(seconds, 1),
+    }
+    workloads = [
+        {
+            "key": w.key,
+            "title": w.title,
+            "jobs": w.jobs,
+            "round_trips": w.round_trips,
+            "detail": w.detail,
+        }
+        for w in dict.fromkeys(cell.workload for cell in cells)
+    ]
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(to_json(results, env, described, workloads, failures), file, indent=2)
+        file.write("\n")
+
+
+def _keys(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated list of some of ``choices``."""
+
+    def parse(text: str) -> list[str]:
+        keys = [key.strip().lower() for key in text.split(",") if key.strip()]
+        if not keys or any(key not in choices for key in keys):
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {', '.join(choices)}; got {text!r}"
+            )
+        return keys
+
+    return parse
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m oddjob",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    bench = sub.add_parser("bench", help="jobs/s of oddjob beside ThreadPoolExecutor")
-    bench.add_argument("--jobs", type=int, default=100_000, help="jobs per run")
-    bench.add_argument("--pool-size", type=int, default=5)
-    bench.add_argument("--repeat", type=int, default=5)
-    bench.add_argument("--quick", action="store_true", help="fewer jobs and repetitions")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.jobs, args.repeat = min(args.jobs, 50_000), min(args.repeat, 3)
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser(
+        "bench",
+        help="oddjob beside ThreadPoolExecutor and other peers, measured in one run",
+        description="Benchmark oddjob beside its peers (python -m oddjob -h says how).",
+    )
+    bench.add_argument(
+        "--pool-size",
+        type=_positive,
+        default=DEFAULT_POOL_SIZE,
+        metavar="N",
+        help=f"workers per pool ({DEFAULT_POOL_SIZE})",
+    )
+    bench.add_argument(
+        "--jobs",
+        type=_positive,
+        metavar="N",
+        help=f"no-op jobs per run ({DEFAULT_JOBS:,}; {QUICK_JOBS:,} with --quick); "
+        "CPU jobs are a fifth of it, sleeping jobs a hundredth",
+    )
+    bench.add_argument(
+        "--repeat",
+        type=_positive,
+        metavar="N",
+        help=f"timed runs per figure ({DEFAULT_REPEAT}; {QUICK_REPEAT} with --quick)",
+    )
+    bench.add_argument("--quick", action="store_true", help="fewer jobs and runs")
+    bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bench.add_argument("--plot", metavar="PATH", help="also draw a PNG chart (needs matplotlib)")
+    bench.add_argument(
+        "--peers",
+        type=_keys(PEER_KEYS),
+        metavar="LIST",
+        help=f"measure only these: {','.join(PEER_KEYS)} (default: all that can run here)",
+    )
+    bench.add_argument(
+        "--workloads",
+        type=_keys(WORKLOAD_KEYS),
+        metavar="LIST",
+        help=f"run only these: {','.join(WORKLOAD_KEYS)} (default: all)",
+    )
+    bench.add_argument(
+        "--executor",
+        action=argparse.BooleanOptionalAction,
+        help="measure oddjob.Executor too, or not (default: when this oddjob has it)",
+    )
+    return parser
 
-    print(
-        f"oddjob {oddjob.__version__}, {_backend.core.IMPLEMENTATION} core; "
-        f"pool size {args.pool_size}; median of {args.repeat} runs (± half range)"
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Run ``python -m oddjob`` with ``argv`` (the arguments after the program name).
+
+    Prints the table to ``out`` (stdout) and the progress line to stderr. Every pool,
+    executor and event loop it starts is stopped again.
+
+    Returns:
+        The exit status: 0, or 1 if a peer failed somewhere (its tracebacks are on stderr).
+    """
+    out = out or sys.stdout
+    cli = parser()
+    args = cli.parse_args(argv)
+    settings = Settings(
+        pool_size=args.pool_size,
+        jobs=args.jobs or (QUICK_JOBS if args.quick else DEFAULT_JOBS),
+        repeat=args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT),
+        quick=args.quick,
+        json=args.json,
+        plot=args.plot,
     )
-    header = (
-        f"{'workload':<31}{'oddjob jobs/s':>24}   {'ThreadPoolExecutor':<15}"
-        f"{'jobs/s':>20}{'ratio':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for name, ours, peer_name, peer in WORKLOADS:
-        _progress(f"running {name} ...")
-        rate, spread = _rate(ours, args.jobs, args.pool_size, args.repeat)
-        peer_rate, peer_spread = _rate(peer, args.jobs, args.pool_size, args.repeat)
-        _progress("")
-        print(
-            f"{name:<31}{rate:>13,.0f} ± {spread:<9,.0f}  {peer_name:<15}"
-            f"{peer_rate:>9,.0f} ± {peer_spread:<9,.0f}{rate / peer_rate:>7.1f}x"
+    if settings.plot and importlib.util.find_spec("matplotlib") is None:
+        cli.error(
+            "--plot needs matplotlib, which is not installed here: "
+            "python -m pip install matplotlib (or oddjob[plot])"
         )
-    return 0
+    try:
+        peers, notes = make_peers(args.peers, args.executor)
+    except ValueError as exc:
+        cli.error(str(exc))
+
+    started = time.monotonic()
+    env = environment()
+    runs = "run" if settings.repeat == 1 else "runs"
+    print(
+        f"oddjob {env['oddjob']} on the {env['core']} core; {env['python_implementation']} "
+        f"{env['python']} on {env['platform']}, {env['cpu_count']} CPUs\n"
+        f"pool size {settings.pool_size}; median of {settings.repeat} {runs} after "
+        f"{WARMUP_RUNS} warm-up; a fresh pool per run, its threads started before the "
+        f"clock; gc {'off' if GC_OFF_WHILE_TIMING else 'on'} while timing",
+        file=out,
+    )
+    for note in notes:
+        print(f"({note})", file=out)
+    workloads = make_workloads(args.workloads or WORKLOAD_KEYS, settings.jobs)
+    cells = plan(workloads, peers, settings)
+    results, failures = run(cells, settings.repeat, out)
+
+    async_cell = next((c for c in cells if c.mode == "async_each"), None)
+    lines = headline_lines(
+        results,
+        env["core"],
+        settings.pool_size,
+        0 if async_cell is None else async_cell.jobs,
+        0 if async_cell is None else async_cell.size,
+    )
+    seconds = time.monotonic() - started
+    print("", FOOTNOTE, "", *lines, f"({seconds:.0f} s in all)", sep="\n", file=out)
+    if failures:
+        print(f"{len(failures)} figures failed: see the tracebacks on stderr", file=out)
+
+    if settings.json:
+        write_json(settings.json, results, failures, env, settings, cells, seconds)
+        print(f"results written to {settings.json}", file=out)
+    if settings.plot:
+        title = (
+            f"oddjob {env['oddjob']} ({env['core']} core) beside its peers: pool size "
+            f"{settings.pool_size}, {env['python_implementation']} {env['python']}, "
+            f"{env['cpu_count']} CPUs"
+        )
+        plot(settings.plot, results, [(w.key, w.title) for w in workloads], title)
+        print(f"chart written to {settings.plot}", file=out)
+    return 1 if failures else 0

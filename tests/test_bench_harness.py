@@ -1,0 +1,206 @@
+"""`python -m oddjob bench`, run in-process with tiny job counts: every row of the table is
+there, --json writes what it promises, and every pool the harness started is gone after."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import oddjob
+from oddjob import _bench, _bench_peers
+from oddjob._bench_report import MODE_TITLES
+
+# Tiny runs: every workload, mode and peer is measured, each a couple of times.
+TINY = ["bench", "--quick", "--jobs", "200", "--repeat", "1"]
+# pebble's close() + join() polls every 0.1 s: left out of the quick tests.
+QUICK_PEERS = ["oddjob", "tpe", "threadpool", "asyncio", "loop"]
+PEER_NAMES = {
+    "oddjob": "oddjob",
+    "executor": "oddjob.Executor",
+    "tpe": "ThreadPoolExecutor",
+    "threadpool": "multiprocessing ThreadPool",
+    "asyncio": "asyncio + Semaphore",
+    "pebble": "pebble ThreadPool",
+    "loop": "single-thread loop",
+}
+WORKLOAD_TITLES = ["no-op", "~10 µs CPU", "~1 ms I/O"]
+# How long the threads of the harness's last pools get to be gone.
+THREAD_EXIT_WAIT = 5.0
+
+
+def run_bench(*extra: str, status: int = 0) -> str:
+    """The table that `python -m oddjob bench ...` prints, with all its threads gone."""
+    before = set(threading.enumerate())
+    out = io.StringIO()
+    assert _bench.main([*TINY, *extra], out=out) == status
+    deadline = time.monotonic() + THREAD_EXIT_WAIT
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in set(threading.enumerate()) - before]
+    assert not left, f"threads the harness started are still alive: {left}"
+    return out.getvalue()
+
+
+def rows(table: str, peer: str) -> list[str]:
+    return [line for line in table.splitlines() if line.startswith(f"    {peer} ")]
+
+
+def test_table_has_every_row_and_json_has_every_key(tmp_path: Path, core: ModuleType) -> None:
+    path = tmp_path / "bench.json"
+    table = run_bench("--peers", ",".join(QUICK_PEERS), "--no-executor", "--json", str(path))
+
+    assert f"on the {core.IMPLEMENTATION} core" in table
+    for title in WORKLOAD_TITLES:
+        assert f"\n{title} · " in table
+    for mode in ("perform", "perform_many", "async_many", "round_trip"):
+        assert table.count(MODE_TITLES[mode]) == len(WORKLOAD_TITLES)
+    assert table.count(MODE_TITLES["queued_bytes"]) == 1
+    for key in QUICK_PEERS:
+        # Per workload: 3 throughput modes and the round trip; memory once (not the loop).
+        expected = 4 * len(WORKLOAD_TITLES) + (key != "loop")
+        assert len(rows(table, PEER_NAMES[key])) == expected, table
+    assert "2,000 async jobs created, run and collected (pool = CPU count" in table
+    assert "not measured" not in table
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert set(data) == {
+        "schema",
+        "environment",
+        "settings",
+        "workloads",
+        "results",
+        "headline",
+        "failures",
+    }
+    assert data["failures"] == []
+    environment = data["environment"]
+    assert {"python", "core", "cpu_count", "platform", "oddjob"} <= set(environment)
+    assert environment["core"] == core.IMPLEMENTATION
+    assert data["settings"]["pool_size"] == 5
+    assert [w["key"] for w in data["workloads"]] == ["noop", "cpu", "sleep"]
+    headline = data["headline"]
+    assert None not in headline.values(), headline
+    assert headline["async_jobs_seconds"] > 0
+    assert headline["perform_noop_vs_tpe_submit"] > 0
+    result = data["results"][0]
+    assert {"workload", "mode", "peer", "call", "unit", "median", "samples"} <= set(result)
+    assert {r["peer"] for r in data["results"]} == {PEER_NAMES[k] for k in QUICK_PEERS}
+    assert all(r["samples"] and r["median"] > 0 for r in data["results"])
+    reference = [r for r in data["results"] if r["peer"] == "ThreadPoolExecutor"]
+    assert all(r["ratio_to_tpe"] == pytest.approx(1.0) for r in reference)
+
+
+class StandInExecutor(ThreadPoolExecutor):
+    """What the harness needs of oddjob.Executor: a drop-in ThreadPoolExecutor."""
+
+
+def test_executor_is_a_peer_when_oddjob_has_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oddjob, "Executor", StandInExecutor, raising=False)
+    noop_only = ["--workloads", "noop"]
+
+    # Three throughput modes, the round trip and the memory figure.
+    assert len(rows(run_bench(*noop_only, "--peers", "oddjob,executor"), "oddjob.Executor")) == 5
+    assert len(rows(run_bench(*noop_only, "--peers", "tpe", "--executor"), "oddjob.Executor")) == 5
+    table = run_bench(*noop_only, "--peers", "executor,tpe", "--no-executor")
+    assert rows(table, "oddjob.Executor") == []
+
+
+def test_a_failing_peer_costs_only_its_own_figures(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(self: object, job: object, n: int, size: int) -> float:
+        raise RuntimeError("broken map")
+
+    monkeypatch.setattr(_bench_peers.ThreadPoolPeer, "perform_many", broken)
+    path = tmp_path / "bench.json"
+    args = ["--workloads", "noop", "--peers", "oddjob,threadpool", "--json", str(path)]
+
+    table = run_bench(*args, status=1)
+    threadpool = rows(table, "multiprocessing ThreadPool")
+    assert len(threadpool) == 5  # four figures and the failure
+    [failed] = [line for line in threadpool if "failed:" in line]
+    assert failed.split()[2:] == ["map", "failed:", "RuntimeError:", "broken", "map"]
+    assert len(rows(table, "oddjob")) == 5
+    assert "RuntimeError: broken map" in capsys.readouterr().err  # the traceback
+    failures = json.loads(path.read_text(encoding="utf-8"))["failures"]
+    assert [(f["mode"], f["peer_key"], f["error"]) for f in failures] == [
+        ("perform_many", "threadpool", "RuntimeError: broken map")
+    ]
+
+
+def test_executor_asked_for_but_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delattr(oddjob, "Executor", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        _bench.main([*TINY, "--executor"])
+    assert stop.value.code == 2
+    assert "no oddjob.Executor" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "matplotlib" else find_spec(name, *args),
+    )
+    with pytest.raises(SystemExit) as stop:
+        _bench.main([*TINY, "--plot", "chart.png"])
+    assert stop.value.code == 2
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "chart.png"
+    run_bench("--workloads", "noop", "--peers", "oddjob,tpe,loop", "--plot", str(path))
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_unknown_peer_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _bench.main([*TINY, "--peers", "oddjob,celery"])
+    assert "expected a comma-separated list" in capsys.readouterr().err
+
+
+def test_missing_pebble_is_noted_or_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "pebble" else find_spec(name, *args),
+    )
+    peers, notes = _bench.make_peers(None, executor=None)
+    assert "pebble" not in [peer.key for peer in peers]
+    assert any(note.startswith("pebble: not installed") for note in notes)
+    with pytest.raises(ValueError, match="not available here: pebble"):
+        _bench.make_peers(["oddjob", "pebble"], executor=None)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [float(n) for n in range(1, 101)]
+    assert _bench.percentile(samples, 0.50) == 50.0
+    assert _bench.percentile(samples, 0.99) == 99.0
+    assert _bench.percentile([3.0], 0.99) == 3.0
+
+
+@pytest.mark.slow
+def test_every_available_peer_runs() -> None:
+    """pebble too, when installed (slow: its pool's drain polls every 0.1 s)."""
+    table = run_bench("--workloads", "noop")
+    names = ["oddjob", "tpe", "threadpool", "asyncio", "loop"]
+    if importlib.util.find_spec("pebble") is not None:
+        names.append("pebble")
+    for key in names:
+        assert rows(table, PEER_NAMES[key]), f"no row for {key}:\n{table}"
