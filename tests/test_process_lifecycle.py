@@ -87,7 +87,8 @@ def test_exit_timeout_comes_from_the_environment_too(core):
 def test_ctrl_c_during_the_exit_drain_is_not_swallowed(core):
     code = textwrap.dedent(
         """
-        import time, oddjob
+        import signal, time, oddjob
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignored
         oddjob.configure(exit_timeout=50)
         oddjob.perform("job", time.sleep, 40)
         print("exiting", flush=True)

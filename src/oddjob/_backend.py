@@ -7,6 +7,7 @@ implementations by pointing ``core`` at either module (see ``use``).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import warnings
@@ -23,10 +24,12 @@ if TYPE_CHECKING or NO_EXTENSIONS or sys.implementation.name != "cpython":
     core = _core_py
 else:
     try:
-        from . import _core as core
-    except ImportError as exc:  # not built here: say why, run the twin
+        core = importlib.import_module("oddjob._core")
+    except ModuleNotFoundError:  # a pure-Python install (py3-none-any wheel): by design
+        core = _core_py
+    except ImportError as exc:  # built, but cannot load here: say why, run the twin
         warnings.warn(
-            f"oddjob's compiled core is unavailable ({exc}); using the pure-Python core",
+            f"oddjob's compiled core cannot be loaded ({exc}); using the pure-Python core",
             RuntimeWarning,
             stacklevel=2,
         )

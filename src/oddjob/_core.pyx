@@ -1,4 +1,5 @@
 # cython: language_level=3, embedsignature=True, boundscheck=False, wraparound=False
+# cython: freethreading_compatible=True
 """oddjob's compiled core: the FIFO ring buffer, worker dispatch and job result slots.
 
 Data flow::
@@ -18,7 +19,6 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.object cimport PyObject
 from cpython.pythread cimport (
-    NOWAIT_LOCK,
     WAIT_LOCK,
     PY_LOCK_ACQUIRED,
     PY_LOCK_INTR,
@@ -31,7 +31,6 @@ from cpython.pythread cimport (
 )
 from libc.string cimport memcpy, memmove
 
-import itertools
 import threading
 from concurrent.futures import CancelledError
 from datetime import timedelta
@@ -94,7 +93,12 @@ cdef enum:
 IMPLEMENTATION = "compiled"
 
 _locals = threading.local()
-_serials = itertools.count(1)
+# Queue serials, the high bits of every Job ref. A C counter under its own lock: no
+# reliance on the GIL (or on itertools.count being atomic) on free-threaded builds.
+cdef oj_lock_t _serial_lock
+cdef unsigned long long _last_serial = 0
+if oj_lock_init(&_serial_lock) != 0:
+    raise MemoryError("cannot initialise a lock")
 _STATE_NAMES = ("pending", "running", "finished", "cancelled")
 
 
@@ -291,7 +295,8 @@ cdef class Job:
 
     @property
     def ref(self):
-        return (self._queue._serial << REF_SHIFT) | self._ref
+        # In Python ints: a C shift would overflow past 2**24 queues.
+        return (int(self._queue._serial) << REF_SHIFT) | self._ref
 
     @property
     def args(self):
@@ -566,7 +571,11 @@ cdef class Queue:
             raise MemoryError("cannot initialise a lock")
         self._lock_ready = True
         self.name = name
-        self._serial = next(_serials)  # a Python int: never overflows
+        global _last_serial
+        oj_lock(&_serial_lock)
+        _last_serial += 1
+        self._serial = _last_serial
+        oj_unlock(&_serial_lock)
         self._slots = <Slot *>PyMem_RawMalloc(INITIAL_CAPACITY * sizeof(Slot))
         self._idle = <PyObject **>PyMem_RawMalloc(8 * sizeof(PyObject *))
         if self._slots == NULL or self._idle == NULL:

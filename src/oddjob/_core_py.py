@@ -68,6 +68,7 @@ _CANCELLED: Final = 3
 _STATE_NAMES: Final = ("pending", "running", "finished", "cancelled")
 
 _serials = itertools.count(1)
+_serials_lock = threading.Lock()  # next() on a shared count: atomic only under the GIL
 _log = logging.getLogger("oddjob")
 
 
@@ -561,7 +562,8 @@ class Queue:
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._serial = next(_serials)
+        with _serials_lock:
+            self._serial = next(_serials)
         self._next_ref = 0
         self._lock = threading.Lock()
         self._slots: deque[_Slot] = deque()

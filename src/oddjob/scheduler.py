@@ -81,6 +81,7 @@ _FIRED: Final = "fired"
 _CANCELLED: Final = "cancelled"
 
 _serials = itertools.count(1)
+_serials_lock = threading.Lock()  # next() on a shared count: atomic only under the GIL
 
 # One heap entry: due time (monotonic or wall seconds), serial (FIFO among equal due
 # times; never lets the tuple comparison reach the TimerRef), the timer.
@@ -126,7 +127,8 @@ class TimerRef:
     ) -> None:
         self._pool_name = pool.name
         self._fn = fn
-        self._serial = next(_serials)
+        with _serials_lock:
+            self._serial = next(_serials)
         self._pool: Pool | None = pool
         self._due = due  # seconds on time.time() if wall, else on time.monotonic()
         self._wall = wall
