@@ -161,8 +161,8 @@ def test_plot_without_matplotlib_says_what_to_install(
     assert "--plot needs matplotlib" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # needs the plot extra (matplotlib): CI installs it for the slow run
 def test_plot_writes_a_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     path = tmp_path / "chart.png"
     run_bench("--workloads", "noop", "--peers", "oddjob,tpe,loop", "--plot", str(path))
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
