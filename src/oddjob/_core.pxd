@@ -93,5 +93,9 @@ cdef class Queue:
     cdef PyObject **_detach_idle(self, Py_ssize_t *n, bint wake) noexcept
     cdef Slot *_take_all(self, Py_ssize_t *n) noexcept nogil
     cdef Job _new_job(self, object fn, object args, object kwargs, Owner owner, bint one_arg)
+    cdef int _lock_for(self, Py_ssize_t n) except -1
+    cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
+                             PyObject *job, int flags) noexcept
+    cdef inline void _unlock_and_wake(self) noexcept
     cdef int _push(self, object fn, tuple args, dict kwargs) except -1
     cdef Job _push_async(self, object fn, tuple args, dict kwargs)

@@ -668,140 +668,95 @@ cdef class Queue:
         return job
 
     # -- submitting -------------------------------------------------------------
+    # Each push is _lock_for(n), n _append()s, then _unlock_and_wake(): one lock
+    # acquisition per call, so a batch enters the ring with nothing between its jobs.
+
+    cdef int _lock_for(self, Py_ssize_t n) except -1:
+        """Take the mutex with room for n more slots; raise (mutex released) if closed."""
+        oj_lock(&self._mutex)
+        if self._closed or self._reserve(n) < 0:
+            oj_unlock(&self._mutex)
+            if self._closed:
+                raise _closed_error(self.name)
+            raise MemoryError()
+        return 0
+
+    cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
+                             PyObject *job, int flags) noexcept:
+        # Mutex held, room reserved: the slot takes its own references.
+        cdef Slot *s = self._tail()
+        s.fn = fn
+        s.args = args
+        s.kwargs = kwargs
+        s.job = job
+        s.flags = flags
+        _xincref(fn)
+        _xincref(args)
+        _xincref(kwargs)
+        _xincref(job)
+        if job != NULL:
+            self._next_ref += 1
+            (<Job>job)._ref = self._next_ref
+        self._count += 1
+
+    cdef inline void _unlock_and_wake(self) noexcept:
+        # Wake one idle worker, if any; woken workers wake the next while work remains.
+        cdef PyObject *idle = self._take_idle()
+        oj_unlock(&self._mutex)
+        if idle != NULL:
+            _wake(idle)
 
     def push(self, fn, tuple args not None, dict kwargs):
         """Queue fn(*args, **kwargs) as a fire-and-forget job."""
         self._push(fn, args, kwargs)
 
     cdef int _push(self, object fn, tuple args, dict kwargs) except -1:
-        cdef Slot *s
-        cdef PyObject *idle
         _check_callable(fn)
-        if not kwargs:
-            kwargs = None
-        oj_lock(&self._mutex)
-        if self._closed or self._reserve(1) < 0:
-            oj_unlock(&self._mutex)
-            if self._closed:
-                raise _closed_error(self.name)
-            raise MemoryError()
-        s = self._tail()
-        s.fn = <PyObject *>fn
-        s.args = <PyObject *>args
-        s.kwargs = <PyObject *>kwargs if kwargs is not None else NULL
-        s.job = NULL
-        s.flags = 0
-        _incref(s.fn)
-        _incref(s.args)
-        _xincref(s.kwargs)
-        self._count += 1
-        idle = self._take_idle()
-        oj_unlock(&self._mutex)
-        if idle != NULL:
-            _wake(idle)
+        self._lock_for(1)
+        self._append(<PyObject *>fn, <PyObject *>args,
+                     <PyObject *>kwargs if kwargs else NULL, NULL, 0)
+        self._unlock_and_wake()
         return 0
 
     def push_many(self, fn, items):
         """Queue fn(item) for each item as one batch: no other job lands between them."""
-        cdef Slot *s
-        cdef PyObject *idle
-        cdef Py_ssize_t i, n
+        cdef Py_ssize_t i
         _check_callable(fn)
         cdef list batch = items if type(items) is list else list(items)
-        n = len(batch)
-        if n == 0:
+        if not batch:
             return
-        oj_lock(&self._mutex)
-        if self._closed or self._reserve(n) < 0:
-            oj_unlock(&self._mutex)
-            if self._closed:
-                raise _closed_error(self.name)
-            raise MemoryError()
-        for i in range(n):
-            s = self._tail()
-            s.fn = <PyObject *>fn
-            s.args = <PyObject *>batch[i]
-            s.kwargs = NULL
-            s.job = NULL
-            s.flags = SLOT_ONE_ARG
-            _incref(s.fn)
-            _incref(s.args)
-            self._count += 1
-        idle = self._take_idle()
-        oj_unlock(&self._mutex)
-        if idle != NULL:
-            _wake(idle)  # woken workers wake the next idle one while work remains
+        self._lock_for(len(batch))
+        for i in range(len(batch)):
+            self._append(<PyObject *>fn, <PyObject *>batch[i], NULL, NULL, SLOT_ONE_ARG)
+        self._unlock_and_wake()
 
     def push_async(self, fn, tuple args not None, dict kwargs):
         """Queue fn(*args, **kwargs) and return its Job."""
         return self._push_async(fn, args, kwargs)
 
     cdef Job _push_async(self, object fn, tuple args, dict kwargs):
-        cdef Slot *s
-        cdef PyObject *idle
         _check_callable(fn)
         cdef Job job = self._new_job(
             fn, args, kwargs if kwargs else None, _current_owner(), False)
-        oj_lock(&self._mutex)
-        if self._closed or self._reserve(1) < 0:
-            oj_unlock(&self._mutex)
-            if self._closed:
-                raise _closed_error(self.name)
-            raise MemoryError()
-        self._next_ref += 1
-        job._ref = self._next_ref
-        s = self._tail()
-        s.fn = NULL
-        s.args = NULL
-        s.kwargs = NULL
-        s.job = <PyObject *>job
-        s.flags = 0
-        _incref(s.job)
-        self._count += 1
-        idle = self._take_idle()
-        oj_unlock(&self._mutex)
-        if idle != NULL:
-            _wake(idle)
+        self._lock_for(1)
+        self._append(NULL, NULL, NULL, <PyObject *>job, 0)
+        self._unlock_and_wake()
         return job
 
     def push_async_many(self, fn, items):
         """Queue fn(item) for each item as one batch; their Jobs in input order."""
-        cdef Slot *s
-        cdef PyObject *idle
-        cdef Py_ssize_t i, n
-        cdef Job job
+        cdef Py_ssize_t i
         _check_callable(fn)
         cdef list batch = items if type(items) is list else list(items)
-        n = len(batch)
-        cdef list jobs = [None] * n
-        if n == 0:
-            return jobs
         cdef Owner owner = _current_owner()
-        for i in range(n):
-            # The item itself, not a 1-tuple: one GC-tracked object fewer per job.
-            jobs[i] = self._new_job(fn, batch[i], None, owner, True)
-        oj_lock(&self._mutex)
-        if self._closed or self._reserve(n) < 0:
-            oj_unlock(&self._mutex)
-            if self._closed:
-                raise _closed_error(self.name)
-            raise MemoryError()
-        for i in range(n):
-            job = <Job>jobs[i]
-            self._next_ref += 1
-            job._ref = self._next_ref
-            s = self._tail()
-            s.fn = NULL
-            s.args = NULL
-            s.kwargs = NULL
-            s.job = <PyObject *>job
-            s.flags = 0
-            _incref(s.job)
-            self._count += 1
-        idle = self._take_idle()
-        oj_unlock(&self._mutex)
-        if idle != NULL:
-            _wake(idle)
+        # The item itself, not a 1-tuple: one GC-tracked object fewer per job.
+        cdef list jobs = [self._new_job(fn, item, None, owner, True) for item in batch]
+        if not jobs:
+            return jobs
+        self._lock_for(len(jobs))
+        for i in range(len(jobs)):
+            self._append(NULL, NULL, NULL, <PyObject *>jobs[i], 0)
+        self._unlock_and_wake()
         return jobs
 
     # -- working ----------------------------------------------------------------
