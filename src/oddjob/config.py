@@ -206,15 +206,6 @@ def settings() -> Settings:
     )
 
 
-def default_pool() -> str | Literal[False]:
-    """The name of the default pool, or False when there is none.
-
-    Raises:
-        ConfigError: as settings().
-    """
-    return settings().default_pool
-
-
 def options_for(name: str) -> PoolOptions | None:
     """The options of a configured pool: the default pool or an extra pool.
 

@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _backend, config, registry
-from .config import PoolOptions
 from .errors import OddJobError, PoolNotFoundError
 from .supervision import WorkerSupervisor
 
@@ -64,10 +63,11 @@ class Pool:
     def __init__(self, name: str, **options: Any) -> None:
         if type(name) is not str:
             raise TypeError(f"a pool name must be a str, not {type(name).__name__}")
-        PoolOptions.build(**options)  # bad options fail here, not at start()
         self.name = name
         self.id = f"{name}_pool"
         self._own_options = options
+        # Resolved (and validated: bad options fail here, not at start()) now for repr
+        # and introspection, and again at start(), which takes the configuration then.
         self.options = config.pool_options(name, **options)
         self._lock = threading.Lock()
         self._state = _NEW
