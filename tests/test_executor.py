@@ -3,6 +3,10 @@
 Every test runs over both cores (the autouse `core` fixture). Executors come from the
 `executor` fixture, which shuts them down after the test so that no worker thread leaks;
 jobs that block wait on `support.gate()` events, released before that shutdown.
+
+Executor threads are named as ThreadPoolExecutor's (``ThreadPoolExecutor-N_i``), which
+the suite's leak check (threads named "oddjob...") does not see: the autouse
+`_no_leaked_executor_threads` fixture checks this module's tests for leaked ones instead.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import gc
 import itertools
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures.thread import BrokenThreadPool
 from pathlib import Path
@@ -38,6 +44,16 @@ import os, oddjob
 assert oddjob.__file__.startswith(os.environ["EXPECT_SRC"]), oddjob.__file__
 assert oddjob._backend.core.IMPLEMENTATION == os.environ["EXPECT_CORE"]
 """
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_executor_threads() -> Iterator[None]:
+    """After the test (and after `executor` has shut its executors down), every Executor
+    worker thread the test started has exited, whatever its name: a thread is an Executor's
+    if the executor module registered it for the exit-time join."""
+    before = set(threading.enumerate())
+    yield
+    join_all(t for t in list(oddjob.executor._threads_queues) if t not in before)
 
 
 @pytest.fixture
@@ -189,14 +205,43 @@ def test_map_starts_as_many_threads_as_its_items_need(executor):
     assert sorted(ex.map(lambda _: barrier.wait(), range(4))) == [0, 1, 2, 3]
 
 
-def test_threads_are_named_like_thread_pool_executors(executor):
+def thread_names(ex: oddjob.Executor, n: int) -> list[str]:
+    """The names of the n threads that n jobs waiting for each other run on, sorted."""
+    barrier = threading.Barrier(n, timeout=WAIT)
+
+    def where(_i: int) -> str:
+        barrier.wait()
+        return threading.current_thread().name
+
+    return sorted(ex.map(where, range(n)))
+
+
+def shut_down_and_joined(*executors: oddjob.Executor) -> None:
+    for ex in executors:
+        ex.shutdown(wait=False)
+    join_all(t for ex in executors for t in ex._threads)
+
+
+def test_threads_are_named_after_the_prefix_like_thread_pool_executors(executor):
     ex = executor(2, thread_name_prefix="oddjob-named")
-    assert ex.submit(lambda: threading.current_thread().name).result(WAIT) == "oddjob-named_0"
-    default = executor(1)
-    name = default.submit(lambda: threading.current_thread().name).result(WAIT)
-    assert name.startswith("oddjob.Executor-")
-    assert name.endswith("_0")
-    assert default._thread_name_prefix != executor(1)._thread_name_prefix
+    assert thread_names(ex, 2) == ["oddjob-named_0", "oddjob-named_1"]
+    shut_down_and_joined(ex)
+
+
+def test_threads_without_a_prefix_are_named_as_thread_pool_executor_names_them(executor):
+    # f"ThreadPoolExecutor-{N}_{i}": N counts the executors made without a prefix.
+    first = executor(3)
+    executor(1, thread_name_prefix="oddjob-prefixed")  # takes no number
+    second = executor(1)
+    match = re.fullmatch(r"ThreadPoolExecutor-(\d+)", first._thread_name_prefix)
+    assert match, first._thread_name_prefix
+    number = int(match[1])
+    assert second._thread_name_prefix == f"ThreadPoolExecutor-{number + 1}"
+    names = [f"ThreadPoolExecutor-{number}_{i}" for i in range(3)]
+    assert thread_names(first, 3) == names
+    assert thread_names(second, 1) == [f"ThreadPoolExecutor-{number + 1}_0"]
+    assert sorted(t.name for t in first._threads) == names
+    shut_down_and_joined(first, second)
 
 
 # -- submit ---------------------------------------------------------------------------------
@@ -381,6 +426,31 @@ def test_map_after_shutdown_raises_at_once(executor):
     ex.shutdown()
     with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
         ex.map(abs, [1])
+
+
+class Dummy:
+    """What a job returns, for a test to see when it is freed."""
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"timeout": WAIT}, {"buffersize": 2}],
+    ids=["plain", "timeout", "buffersize"],
+)
+def test_map_keeps_no_reference_to_a_result_it_has_yielded(executor, options):
+    # CPython's test_free_reference (bpo-14406): once the caller drops a result, it is freed.
+    ex = executor(1)
+    freed = []
+    for obj in ex.map(lambda _i: Dummy(), range(5), **options):
+        ref = weakref.ref(obj)
+        del obj
+        # One worker: this job runs after every map job queued so far has returned, so no
+        # worker still holds the result either.
+        assert ex.submit(abs, -1).result(WAIT) == 1
+        gc.collect()
+        freed.append(ref() is None)
+    assert freed == [True] * 5
+    shut_down_and_joined(ex)
 
 
 def test_closing_map_cancels_what_has_not_started(executor):

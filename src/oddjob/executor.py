@@ -23,7 +23,9 @@ Semantics kept from ThreadPoolExecutor:
 - Threads start lazily, by ThreadPoolExecutor's rule: a submit that no idle worker is free
   to take starts one more thread, up to ``max_workers``. So the initializer runs exactly as
   often, and a lightly used executor (asyncio's default one) keeps few threads. Threads are
-  named ``f"{thread_name_prefix}_{i}"``; the default prefix is ``oddjob.Executor-N``.
+  named as ThreadPoolExecutor names them, ``f"{thread_name_prefix}_{i}"``, and without a
+  prefix ``ThreadPoolExecutor-N_i``, N taken from ThreadPoolExecutor's own counter, so that
+  no two executors of either kind share a name.
 - ``shutdown(wait, cancel_futures=...)`` closes the queue: queued jobs still run (or are
   cancelled with ``cancel_futures=True``), then the workers exit. Submitting afterwards
   raises ``RuntimeError('cannot schedule new futures after shutdown')``.
@@ -101,7 +103,6 @@ _threads_queues: weakref.WeakKeyDictionary[threading.Thread, Any] = weakref.Weak
 _executors: weakref.WeakSet[Executor] = weakref.WeakSet()
 _hooks_installed = False
 _forking: list[Any] = []  # the queues whose locks are held across a fork
-_prefix_numbers = itertools.count()
 
 
 def _default_max_workers() -> int:
@@ -298,7 +299,8 @@ class Executor(ThreadPoolExecutor):
 
     Args:
         max_workers: the most threads it runs; default ``min(32, cpu count + 4)``.
-        thread_name_prefix: names its threads ``f"{prefix}_{i}"``.
+        thread_name_prefix: names its threads ``f"{prefix}_{i}"``; without it they are
+            ``ThreadPoolExecutor-N_i``, as ThreadPoolExecutor names its own.
         initializer: called with ``*initargs`` in each worker thread before its first job.
         initargs: the initializer's arguments.
 
@@ -307,7 +309,6 @@ class Executor(ThreadPoolExecutor):
         TypeError: initializer is neither None nor callable.
     """
 
-    _counter = _prefix_numbers.__next__  # numbers default thread name prefixes, as in the base
     _queue: Any  # the core Queue
 
     def __init__(
@@ -324,7 +325,8 @@ class Executor(ThreadPoolExecutor):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._max_workers = max_workers
-        self._thread_name_prefix = thread_name_prefix or f"oddjob.Executor-{self._counter()}"
+        # ThreadPoolExecutor's default, to the letter: tools filter threads on these names.
+        self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{self._counter()}"
         self._initializer = initializer  # type: ignore[assignment]  # typeshed: -> None
         self._initargs = initargs
         self._shutdown = False
@@ -543,24 +545,36 @@ def _results(
     """map()'s result iterator: results in input order; with ``refill``, one more job is
     submitted as each result is taken, so the number in flight stays bounded.
 
+    It keeps no reference to a result it has yielded, nor to its future (as in
+    ThreadPoolExecutor): _next_result() hands the result straight to the yield, so no
+    variable of this suspended frame holds it once the caller has dropped it.
+
     On a timeout, an error or an early close, the futures not yet yielded are cancelled."""
     try:
         while futures:
-            future = futures.popleft()
-            try:
-                result = future.result(None if end_time is None else end_time - time.monotonic())
-            except BaseException:
-                future.cancel()
-                raise
-            finally:
-                del future
-            if refill is not None:
-                more = refill()
-                if more is not None:
-                    futures.append(more)
-                del more
-            yield result
-            del result
+            yield _next_result(futures, end_time, refill)
     finally:
         for future in futures:
             future.cancel()
+
+
+def _next_result(
+    futures: deque[Future[T]],
+    end_time: float | None,
+    refill: Callable[[], Future[T] | None] | None,
+) -> T:
+    """Take the next future off ``futures`` and return its result, cancelling the future
+    if waiting for it fails; with ``refill``, one more job is submitted once it is in."""
+    future = futures.popleft()
+    try:
+        result = future.result(None if end_time is None else end_time - time.monotonic())
+    except BaseException:
+        future.cancel()
+        raise
+    finally:
+        del future
+    if refill is not None:
+        more = refill()
+        if more is not None:
+            futures.append(more)
+    return result
