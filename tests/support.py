@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
 
 import oddjob
@@ -174,3 +179,28 @@ def run_threads(target: Callable[[int], Any], n: int, timeout: float = WAIT) -> 
     join_all(threads, timeout)
     if errors:
         raise errors[0]
+
+
+# How long a child interpreter gets to run its script.
+CHILD_TIMEOUT = 60.0
+
+
+def child_env(core: ModuleType, **extra: str) -> dict[str, str]:
+    """The environment of a child interpreter that runs on ``core`` (a core module)."""
+    env = dict(os.environ)
+    env.pop("ODDJOB_NO_EXTENSIONS", None)
+    if core.IMPLEMENTATION == "python":
+        env["ODDJOB_NO_EXTENSIONS"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_child(core: ModuleType, code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented) in a child interpreter on ``core``, with a timeout."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        env=child_env(core, **env),
+    )

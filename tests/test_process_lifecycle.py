@@ -8,30 +8,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from types import ModuleType
 
 import pytest
 
-CHILD_TIMEOUT = 60.0
-
-
-def child_env(core: ModuleType, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("ODDJOB_NO_EXTENSIONS", None)
-    if core.IMPLEMENTATION == "python":
-        env["ODDJOB_NO_EXTENSIONS"] = "1"
-    env.update(extra)
-    return env
-
-
-def run_child(core: ModuleType, code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=CHILD_TIMEOUT,
-        env=child_env(core, **env),
-    )
+from support import CHILD_TIMEOUT, child_env, run_child
 
 
 def test_exit_drains_every_queued_job(core):

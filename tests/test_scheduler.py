@@ -10,6 +10,7 @@ run, any earlier job would have run before it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -237,7 +238,6 @@ BAD_CALLS: dict[str, tuple[type[Exception], Callable[[str], object]]] = {
         lambda p: oddjob.perform_after(timedelta(seconds=-1), p, never),
     ),
     "nan delay": (ValueError, lambda p: oddjob.perform_after(float("nan"), p, never)),
-    "infinite delay": (ValueError, lambda p: oddjob.perform_after(float("inf"), p, never)),
     "bool delay": (TypeError, lambda p: oddjob.perform_after(True, p, never)),
     "str delay": (TypeError, lambda p: oddjob.perform_after("1", p, never)),  # type: ignore[arg-type]
     "None delay": (TypeError, lambda p: oddjob.perform_after(None, p, never)),  # type: ignore[arg-type]
@@ -579,3 +579,17 @@ def test_after_fork_the_child_has_a_fresh_scheduler_and_no_timer_fires_twice(cor
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
     assert "Exception ignored" not in result.stderr, result.stderr  # in an at-fork hook
+
+
+@pytest.mark.parametrize("delay", [math.inf, 10**400, 1e300, timedelta.max], ids=repr)
+def test_a_delay_beyond_any_clock_means_a_timer_that_never_fires(make_pool, delay):
+    pool = make_pool(1)
+    ref = oddjob.perform_after(delay, pool, never)
+    ran = Recorder()
+    oddjob.perform_after(0, pool, ran, "due now")  # fires while the other one waits on
+    ran.wait_for_count(1)
+    left = oddjob.read_timer(ref)
+    assert left is not False and left > 1e9
+    cancelled = oddjob.cancel_timer(ref)
+    assert cancelled is not False and cancelled > 1e9
+    assert oddjob.read_timer(ref) is False

@@ -19,7 +19,14 @@ from .api import (
 )
 from .config import configure
 from .decorator import perform_this
-from .errors import ConfigError, OddJobError, PoolAlreadyStartedError, PoolNotFoundError
+from .errors import (
+    ConfigError,
+    OddJobError,
+    PoolAlreadyStartedError,
+    PoolBrokenError,
+    PoolNotFoundError,
+    WorkerCrashedError,
+)
 from .executor import Executor
 from .introspection import PoolState, QueuedJob, pool, pool_id, supervisor, supervisor_id
 from .pool import Pool
@@ -32,7 +39,7 @@ from .scheduler import (
     perform_many_at,
     read_timer,
 )
-from .supervision import WorkerSupervisor
+from .supervision import WorkerInfo, WorkerSupervisor, current_worker
 from .supervisor import Supervisor, child_spec, start_link
 
 Job = _core_impl.Job
@@ -44,11 +51,14 @@ __all__ = [
     "OddJobError",
     "Pool",
     "PoolAlreadyStartedError",
+    "PoolBrokenError",
     "PoolNotFoundError",
     "PoolState",
     "QueuedJob",
     "Supervisor",
     "TimerRef",
+    "WorkerCrashedError",
+    "WorkerInfo",
     "WorkerSupervisor",
     "__version__",
     "async_perform",
@@ -58,6 +68,7 @@ __all__ = [
     "cancel_timer",
     "child_spec",
     "configure",
+    "current_worker",
     "perform",
     "perform_after",
     "perform_at",

@@ -44,6 +44,8 @@ cdef class Worker:
     cdef PyThread_type_lock _wake
     cdef bint _busy
     cdef bint _retired
+    cdef Job _job               # the async job it is running, else None
+    cdef Py_ssize_t _jobs_run   # jobs it has run (written by its own thread only)
     cdef public object thread
     cdef public object name
 
@@ -62,11 +64,13 @@ cdef class Job:
     cdef int _state
     cdef object _result
     cdef object _exception
+    cdef object _tb         # the exception's own traceback, restored on every re-raise
     cdef list _listeners    # Waiters and done callbacks; None until there is one
 
     cdef int _wait(self, object timeout) except -1
     cdef bint _unwait(self, Waiter waiter) except? -1
     cdef object _outcome(self)
+    cdef Queue _q(self)
 
 
 @cython.final
@@ -81,19 +85,23 @@ cdef class Queue:
     cdef Py_ssize_t _idle_count
     cdef Py_ssize_t _idle_cap
     cdef bint _closed
+    cdef object _broken     # the initializer's exception once the pool is broken, else None
     cdef unsigned long long _serial
     cdef unsigned long long _next_ref
     cdef readonly object name
 
-    cdef int _reserve(self, Py_ssize_t extra) except -1 nogil
+    cdef int _reserve(self, Py_ssize_t extra) noexcept nogil
     cdef inline Slot *_tail(self) noexcept nogil
     cdef PyObject *_take_idle(self) noexcept
-    cdef int _push_idle(self, Worker w) except -1
+    cdef int _push_idle(self, Worker w) noexcept
     cdef void _shrink(self) noexcept nogil
     cdef PyObject **_detach_idle(self, Py_ssize_t *n, bint wake) noexcept
     cdef Slot *_take_all(self, Py_ssize_t *n) noexcept nogil
     cdef Job _new_job(self, object fn, object args, object kwargs, Owner owner, bint one_arg)
     cdef int _lock_for(self, Py_ssize_t n) except -1
+    cdef Py_ssize_t _lock_for_list(self, list batch) except -1
+    cdef int _room(self, Py_ssize_t n) except -1
+    cdef int _fail(self, Job job, object exc) except -1
     cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
                              PyObject *job, int flags) noexcept
     cdef inline void _unlock_and_wake(self) noexcept

@@ -36,7 +36,8 @@ from concurrent.futures import CancelledError
 from datetime import timedelta
 from time import monotonic
 
-from oddjob.errors import PoolNotFoundError
+from oddjob._failures import log_job_error
+from oddjob.errors import PoolBrokenError, PoolNotFoundError
 
 
 cdef extern from *:
@@ -46,9 +47,11 @@ cdef extern from *:
        builds only), sparing every collection a traversal of every pending job, and
        tracked again once dequeued or dropped. */
     #ifdef Py_GIL_DISABLED
+    #define OJ_FREE_THREADED 1
     #define oj_untrack(o) ((void)(o))
     #define oj_track(o) ((void)(o))
     #else
+    #define OJ_FREE_THREADED 0
     #define oj_untrack(o) PyObject_GC_UnTrack(o)
     #define oj_track(o) \
         do { if (!PyObject_GC_IsTracked(o)) PyObject_GC_Track(o); } while (0)
@@ -56,6 +59,7 @@ cdef extern from *:
     """
     void oj_untrack(PyObject *)
     void oj_track(PyObject *)
+    bint OJ_FREE_THREADED
 
 
 cdef extern from "Python.h":
@@ -100,6 +104,7 @@ cdef unsigned long long _last_serial = 0
 if oj_lock_init(&_serial_lock) != 0:
     raise MemoryError("cannot initialise a lock")
 _STATE_NAMES = ("pending", "running", "finished", "cancelled")
+_REPLACING = "; replacing its worker"
 
 
 # ----------------------------------------------------------------------------
@@ -107,20 +112,28 @@ _STATE_NAMES = ("pending", "running", "finished", "cancelled")
 
 
 cpdef double seconds(object timeout, str what="timeout") except? -2.0:
-    """Validate a timeout: None means forever (-1.0); seconds or timedelta; not negative."""
+    """Validate a timeout: None means forever (-1.0); seconds or timedelta; not negative.
+
+    A timeout longer than the platform can wait (threading.TIMEOUT_MAX, inf, an int
+    beyond float range) means forever too, never OverflowError."""
     cdef double value
     if timeout is None:
         return -1.0
     if isinstance(timeout, timedelta):
         value = timeout.total_seconds()
     elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        value = timeout
+        try:
+            value = timeout
+        except OverflowError:  # an int beyond float range
+            return -1.0
     else:
         raise TypeError(
             f"{what} must be a number of seconds, a timedelta or None, "
             f"not {type(timeout).__name__}")
     if not value >= 0.0:  # also rejects NaN
         raise ValueError(f"{what} must not be negative, got {timeout!r}")
+    if value >= <double>PY_TIMEOUT_MAX / 1e6:
+        return -1.0
     return value
 
 
@@ -270,6 +283,16 @@ cdef class Worker:
     def retired(self):
         return self._retired
 
+    @property
+    def jobs_run(self):
+        """Jobs this worker has run, the one it is running now included."""
+        return self._jobs_run
+
+    @property
+    def current_job(self):
+        """The async Job this worker is running, or None."""
+        return self._job
+
     def __repr__(self):
         return f"<Worker {self.name!r} {'busy' if self._busy else 'idle'}>"
 
@@ -296,6 +319,8 @@ cdef class Job:
     @property
     def ref(self):
         # In Python ints: a C shift would overflow past 2**24 queues.
+        if self._queue is None:  # never initialised (Job.__new__(Job))
+            return 0
         return (int(self._queue._serial) << REF_SHIFT) | self._ref
 
     @property
@@ -325,7 +350,7 @@ cdef class Job:
 
     def cancel(self):
         """Cancel the job if it is still queued; True if it is (now) cancelled."""
-        cdef Queue q = self._queue
+        cdef Queue q = self._q()
         cdef list listeners = None
         oj_lock(&q._mutex)
         if self._state == PENDING:
@@ -362,7 +387,7 @@ cdef class Job:
     def add_done_callback(self, fn):
         """Call fn(job) when the job is done (now, if it already is)."""
         _check_callable(fn)
-        cdef Queue q = self._queue
+        cdef Queue q = self._q()
         cdef list fresh = [fn]  # built before locking: allocation may run the GC
         oj_lock(&q._mutex)
         if self._state < FINISHED:
@@ -388,17 +413,25 @@ cdef class Job:
         return (f"<Job ref={self.ref} pool={self.pool!r} fn={name} "
                 f"{_STATE_NAMES[self._state]}>")
 
+    cdef Queue _q(self):
+        # Every method that takes the queue lock goes through here: a Job made by
+        # Job.__new__(Job) has no queue, and must not lock memory through None.
+        if self._queue is None:
+            raise TypeError("this Job was never initialised: Jobs come from async_perform")
+        return self._queue
+
     cdef object _outcome(self):
         if self._state == CANCELLED:
             raise CancelledError()
         if self._exception is not None:
-            raise self._exception
+            # From its own traceback each time, so re-reading never grows it.
+            raise self._exception.with_traceback(self._tb)
         return self._result
 
     cdef int _wait(self, object timeout) except -1:
         """1 once the job is done, 0 if timeout (None/seconds/timedelta) ran out."""
         cdef double t = seconds(timeout)
-        cdef Queue q = self._queue
+        cdef Queue q = self._q()
         cdef Waiter waiter
         cdef int got
         if self._state >= FINISHED:
@@ -487,7 +520,7 @@ def wait_many(jobs, timeout=5.0):
         if type(item) is Job:
             job = <Job>item
             if job._state == FINISHED and job._exception is not None:
-                raise job._exception
+                job._outcome()
         elif not getattr(type(item), "__oddjob_job__", False):
             raise TypeError(f"await_many takes Jobs, got {type(item).__name__} at index {i}")
     results = [None] * n
@@ -523,11 +556,12 @@ cdef void _release_refs(PyObject **refs, Py_ssize_t n) noexcept:
     PyMem_RawFree(refs)
 
 
-cdef object _drop(Slot *taken, Py_ssize_t n):
-    """Without the mutex: cancel dropped async jobs, release every reference, and
-    return how many jobs were dropped (async jobs already cancelled do not count).
-    Every job is cancelled even if a done callback raises; the first such
-    exception is raised at the end."""
+cdef object _drop(Queue q, Slot *taken, Py_ssize_t n):
+    """Without the mutex: settle dropped async jobs (cancelled, or failed with
+    PoolBrokenError once q is broken), release every reference, and return how many
+    jobs were dropped (async jobs already cancelled do not count). Every job is
+    settled even if a done callback raises; the first such exception is raised at
+    the end."""
     cdef Py_ssize_t i, dropped = 0
     cdef Job job
     escaped = None
@@ -540,7 +574,12 @@ cdef object _drop(Slot *taken, Py_ssize_t n):
         oj_track(taken[i].job)
         job = <Job>taken[i].job
         try:
-            if job._state == PENDING and job.cancel():
+            if job._state != PENDING:
+                continue
+            if q._broken is not None:
+                q._fail(job, _closed_error(q))
+                dropped += 1
+            elif job.cancel():
                 dropped += 1
         except BaseException as exc:
             dropped += 1
@@ -557,8 +596,16 @@ cdef object _drop(Slot *taken, Py_ssize_t n):
     return dropped
 
 
-cdef object _closed_error(object name):
-    return PoolNotFoundError(f"pool {name!r} is stopped and accepts no more jobs")
+cdef object _closed_error(Queue q):
+    """What a push to a closed queue raises: PoolNotFoundError, or PoolBrokenError
+    (its __cause__ the initializer's exception) if the pool is broken."""
+    if q._broken is None:
+        return PoolNotFoundError(f"pool {q.name!r} is stopped and accepts no more jobs")
+    error = PoolBrokenError(
+        f"pool {q.name!r} is broken: its workers' initializer keeps failing; "
+        "stop the pool and start it again")
+    error.__cause__ = q._broken
+    return error
 
 
 @cython.final
@@ -605,7 +652,7 @@ cdef class Queue:
 
     # -- ring buffer (call with the mutex held) --------------------------------
 
-    cdef int _reserve(self, Py_ssize_t extra) except -1 nogil:
+    cdef int _reserve(self, Py_ssize_t extra) noexcept nogil:
         """Make room for extra more slots; -1 (no exception set) if out of memory."""
         cdef Py_ssize_t need = self._count + extra
         cdef Py_ssize_t cap = self._cap
@@ -639,7 +686,7 @@ cdef class Queue:
         self._idle_count -= 1
         return self._idle[self._idle_count]
 
-    cdef int _push_idle(self, Worker w) except -1:
+    cdef int _push_idle(self, Worker w) noexcept:
         cdef PyObject **grown
         if self._idle_count == self._idle_cap:
             grown = <PyObject **>PyMem_RawRealloc(
@@ -674,10 +721,21 @@ cdef class Queue:
     cdef int _lock_for(self, Py_ssize_t n) except -1:
         """Take the mutex with room for n more slots; raise (mutex released) if closed."""
         oj_lock(&self._mutex)
+        return self._room(n)
+
+    cdef Py_ssize_t _lock_for_list(self, list batch) except -1:
+        """_lock_for(len(batch)) with the length read under the mutex; returns it."""
+        oj_lock(&self._mutex)
+        cdef Py_ssize_t n = len(batch)
+        self._room(n)
+        return n
+
+    cdef int _room(self, Py_ssize_t n) except -1:
+        # Mutex held: make room for n more slots, or release it and raise.
         if self._closed or self._reserve(n) < 0:
             oj_unlock(&self._mutex)
             if self._closed:
-                raise _closed_error(self.name)
+                raise _closed_error(self)
             raise MemoryError()
         return 0
 
@@ -720,13 +778,18 @@ cdef class Queue:
 
     def push_many(self, fn, items):
         """Queue fn(item) for each item as one batch: no other job lands between them."""
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, n
         _check_callable(fn)
         cdef list batch = items if type(items) is list else list(items)
+        if OJ_FREE_THREADED and batch is items:
+            # Without the GIL another thread may resize the caller's list at any moment.
+            batch = list(batch)
         if not batch:
             return
-        self._lock_for(len(batch))
-        for i in range(len(batch)):
+        # The length is read once, with the mutex held and the GIL never released
+        # until the batch is in: under the GIL nothing can resize the list meanwhile.
+        n = self._lock_for_list(batch)
+        for i in range(n):
             self._append(<PyObject *>fn, <PyObject *>batch[i], NULL, NULL, SLOT_ONE_ARG)
         self._unlock_and_wake()
 
@@ -761,10 +824,17 @@ cdef class Queue:
 
     # -- working ----------------------------------------------------------------
 
-    def work(self, Worker worker not None):
+    def work(self, Worker worker not None, bint restart_on_error=False):
         """Run queued jobs on the calling thread until the queue is closed and
-        drained, or the worker is retired (returns None), or a job raises
-        (returns (exception, function, is_async): the worker has crashed).
+        drained, or the worker is retired (returns None), or the worker crashes
+        (returns (exception, function, reported)).
+
+        A job that raises an Exception fails and the worker goes on: an async job's
+        Job holds the exception, a fire-and-forget job's is logged. The worker
+        crashes on a BaseException that is not an Exception, and, with
+        restart_on_error, on any exception; such a job's failure is reported in the
+        same way (reported is True). A done callback raising a BaseException that is
+        not an Exception crashes the worker too, unreported (reported is False).
 
         Holds the GIL from one job to the next while work is queued; waits with
         the GIL released on the worker's own semaphore when there is none."""
@@ -773,6 +843,7 @@ cdef class Queue:
         cdef Job job
         cdef list listeners
         cdef bint run
+        cdef bint crash
         while True:
             oj_lock(&self._mutex)
             if worker._retired or (self._count == 0 and self._closed):
@@ -812,6 +883,9 @@ cdef class Queue:
                     run = False
                 else:
                     job._state = RUNNING
+                    worker._job = job  # replaces None: frees nothing under the mutex
+            if run:
+                worker._jobs_run += 1
             oj_unlock(&self._mutex)
             if idle != NULL:
                 _wake(idle)
@@ -821,17 +895,25 @@ cdef class Queue:
                 args = <object>s.args
                 _decref(s.fn)
                 _decref(s.args)
+                kwargs = None
+                if s.kwargs != NULL:
+                    kwargs = <object>s.kwargs
+                    _decref(s.kwargs)
                 try:
                     if s.flags & SLOT_ONE_ARG:
                         fn(args)
-                    elif s.kwargs == NULL:
+                    elif kwargs is None:
                         fn(*args)
                     else:
-                        kwargs = <object>s.kwargs
-                        _decref(s.kwargs)
                         fn(*args, **kwargs)
                 except BaseException as exc:
-                    return (exc, fn, False)
+                    # Nobody awaits a fire-and-forget job: its failure is logged here.
+                    crash = restart_on_error or not isinstance(exc, Exception)
+                    log_job_error(self.name, fn,
+                                  (args,) if s.flags & SLOT_ONE_ARG else args, kwargs, exc,
+                                  note=_REPLACING if crash else "")
+                    if crash:
+                        return (exc, fn, True)
                 finally:
                     # Drop the job's references now, not when the next job arrives.
                     fn = args = kwargs = None
@@ -854,22 +936,30 @@ cdef class Queue:
                 else:
                     result = job.function(*<tuple>job._args, **job._kwargs)
             except BaseException as exc:
+                crash = restart_on_error or not isinstance(exc, Exception)
+                tb = exc.__traceback__
                 oj_lock(&self._mutex)
                 job._exception = exc
+                job._tb = tb
                 job._state = FINISHED
                 listeners = job._listeners
                 job._listeners = None
+                worker._job = None  # the local job still holds it: nothing is freed
                 oj_unlock(&self._mutex)
                 if listeners is not None:
                     escaped = _notify(job, listeners)
                     if escaped is not None:
                         return (escaped, job.function, False)
-                return (exc, job.function, True)
+                if crash:
+                    return (exc, job.function, True)
+                job = None
+                continue
             oj_lock(&self._mutex)
             job._result = result
             job._state = FINISHED
             listeners = job._listeners
             job._listeners = None
+            worker._job = None
             oj_unlock(&self._mutex)
             result = None
             if listeners is not None:
@@ -877,6 +967,40 @@ cdef class Queue:
                 if escaped is not None:
                     return (escaped, job.function, False)
             job = None
+
+    cdef int _fail(self, Job job, object exc) except -1:
+        """Finish a queued or running job with exc (its worker is gone, or the pool
+        broke); its waiters are released and its callbacks run. 1 if it was failed
+        here, 0 if it had finished already."""
+        cdef list listeners
+        tb = exc.__traceback__
+        oj_lock(&self._mutex)
+        if job._state >= FINISHED:
+            oj_unlock(&self._mutex)
+            return 0
+        job._exception = exc
+        job._tb = tb
+        job._state = FINISHED
+        listeners = job._listeners
+        job._listeners = None
+        oj_unlock(&self._mutex)
+        if listeners is not None:
+            escaped = _notify(job, listeners)
+            if escaped is not None:
+                raise escaped
+        return 1
+
+    def abandon(self, Worker worker not None, exc):
+        """The worker is gone (it did not survive a fork, or its process died): fail
+        the async job it was running, if any, with exc. True if there was one."""
+        cdef Job job
+        oj_lock(&self._mutex)
+        job = worker._job
+        worker._job = None  # the local job still holds it: nothing is freed
+        oj_unlock(&self._mutex)
+        if job is None:
+            return False
+        return self._fail(job, exc) == 1
 
     cdef void _shrink(self) noexcept nogil:
         # Only called with an empty ring, so nothing needs copying.
@@ -890,22 +1014,28 @@ cdef class Queue:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def close(self, bint cancel_pending=False):
+    def close(self, bint cancel_pending=False, broken=None):
         """Accept no more jobs; wake idle workers so they drain the queue and exit.
 
         With cancel_pending, queued jobs are dropped (async ones marked cancelled)
-        instead of run. Returns the number of jobs dropped."""
+        instead of run. With broken (the exception that broke the pool), queued jobs
+        are dropped too, async ones failing with PoolBrokenError caused by it, and
+        later pushes raise PoolBrokenError. Returns the number of jobs dropped."""
         cdef Slot *taken = NULL
         cdef Py_ssize_t n = 0, n_idle = 0
         cdef PyObject **idle
+        if broken is not None and not isinstance(broken, BaseException):
+            raise TypeError(f"broken must be an exception, not {type(broken).__name__}")
         oj_lock(&self._mutex)
         self._closed = True
-        if cancel_pending and self._count:
+        if broken is not None and self._broken is None:
+            self._broken = broken  # replaces None: frees nothing under the mutex
+        if (cancel_pending or self._broken is not None) and self._count:
             taken = self._take_all(&n)
         idle = self._detach_idle(&n_idle, True)
         oj_unlock(&self._mutex)
         _release_refs(idle, n_idle)
-        return _drop(taken, n)
+        return _drop(self, taken, n)
 
     def retire(self, Worker worker not None):
         """Ask one worker to exit after its current job (the queue stays as it is)."""
@@ -972,13 +1102,18 @@ cdef class Queue:
         idle = self._detach_idle(&n_idle, False)
         oj_unlock(&self._mutex)
         _release_refs(idle, n_idle)
-        _drop(taken, n)
+        _drop(self, taken, n)
 
     # -- introspection ----------------------------------------------------------
 
     @property
     def closed(self):
         return self._closed
+
+    @property
+    def broken(self):
+        """The exception that broke the pool (see close), or None."""
+        return self._broken
 
     def __len__(self):
         """Number of queued jobs (cancelled async jobs count until a worker skips them)."""
@@ -1138,19 +1273,27 @@ cdef class Dispatcher:
 
     cdef dict _queues
     cdef object _resolve
+    cdef public object pool_type
     cdef readonly object perform
     cdef readonly object async_perform
 
-    def __init__(self, dict queues not None, resolve):
+    def __init__(self, dict queues not None, resolve, pool_type=None):
         # queues: name/Pool -> queue of every running pool; resolve(pool) -> queue
         # on a miss (starts a configured pool, or raises PoolNotFoundError/TypeError).
+        # pool_type: the Pool class, whose exact instances are looked up directly.
         self._queues = queues
         self._resolve = resolve
+        self.pool_type = pool_type
         self.perform = PyCFunction_NewEx(&oj_perform_def, self, None)
         self.async_perform = PyCFunction_NewEx(&oj_async_perform_def, self, None)
 
     cdef inline object _queue(self, object pool):
-        try:
-            return self._queues[pool]
-        except (KeyError, TypeError):  # not running yet, or not a name at all
-            return self._resolve(pool)
+        # Only a str or a Pool is hashed here: any other object (whose __hash__ or
+        # __eq__ may raise, or match a pool's name) goes to resolve, which refuses it
+        # with TypeError as every other entry point does.
+        if type(pool) is str or type(pool) is self.pool_type:
+            try:
+                return self._queues[pool]
+            except KeyError:  # not running yet
+                pass
+        return self._resolve(pool)

@@ -36,9 +36,11 @@ from concurrent.futures import CancelledError
 from datetime import timedelta
 from itertools import repeat
 from time import monotonic
+from types import TracebackType
 from typing import Any, Final, Generic, TypeAlias, TypeVar, final
 
-from oddjob.errors import PoolNotFoundError
+from oddjob._failures import log_job_error
+from oddjob.errors import PoolBrokenError, PoolNotFoundError
 
 __all__ = [
     "IMPLEMENTATION",
@@ -70,6 +72,7 @@ _STATE_NAMES: Final = ("pending", "running", "finished", "cancelled")
 _serials = itertools.count(1)
 _serials_lock = threading.Lock()  # next() on a shared count: atomic only under the GIL
 _log = logging.getLogger("oddjob")
+_REPLACING: Final = "; replacing its worker"
 
 
 # ----------------------------------------------------------------------------
@@ -77,20 +80,28 @@ _log = logging.getLogger("oddjob")
 
 
 def seconds(timeout: float | timedelta | None, what: str = "timeout") -> float:
-    """Validate a timeout: None means forever (-1.0); seconds or timedelta; not negative."""
+    """Validate a timeout: None means forever (-1.0); seconds or timedelta; not negative.
+
+    A timeout longer than the platform can wait (threading.TIMEOUT_MAX, inf, an int
+    beyond float range) means forever too, never OverflowError."""
     value: float
     if timeout is None:
         return -1.0
     if isinstance(timeout, timedelta):
         value = timeout.total_seconds()
     elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        value = float(timeout)
+        try:
+            value = float(timeout)
+        except OverflowError:  # an int beyond float range
+            return -1.0
     else:
         raise TypeError(
             f"{what} must be a number of seconds, a timedelta or None, not {type(timeout).__name__}"
         )
     if not value >= 0.0:  # also rejects NaN
         raise ValueError(f"{what} must not be negative, got {timeout!r}")
+    if value >= threading.TIMEOUT_MAX:
+        return -1.0
     return value
 
 
@@ -241,7 +252,7 @@ def _discard_waiter(waiter: Waiter) -> None:
 class Worker:
     """The core's side of one worker thread: its wake lock and busy flag."""
 
-    __slots__ = ("_busy", "_retired", "_wake", "name", "thread")
+    __slots__ = ("_busy", "_job", "_jobs_run", "_retired", "_wake", "name", "thread")
 
     def __init__(self, name: object = None) -> None:
         # Held except while a wake-up is on its way: an idle worker blocks acquiring it.
@@ -249,6 +260,8 @@ class Worker:
         self._wake = _held_lock()
         self._busy = False
         self._retired = False
+        self._job: Job[Any] | None = None  # the async job it is running
+        self._jobs_run = 0  # jobs it has run (written by its own thread only)
         self.thread: Any = None
         self.name: Any = name
 
@@ -260,6 +273,16 @@ class Worker:
     @property
     def retired(self) -> bool:
         return self._retired
+
+    @property
+    def jobs_run(self) -> int:
+        """Jobs this worker has run, the one it is running now included."""
+        return self._jobs_run
+
+    @property
+    def current_job(self) -> Job[Any] | None:
+        """The async Job this worker is running, or None."""
+        return self._job
 
     def __repr__(self) -> str:
         return f"<Worker {self.name!r} {'busy' if self._busy else 'idle'}>"
@@ -286,6 +309,7 @@ class Job(Generic[_T]):
         "_ref",
         "_result",
         "_state",
+        "_tb",
     )
 
     __oddjob_job__ = True
@@ -301,6 +325,7 @@ class Job(Generic[_T]):
     _state: int
     _result: _T  # set only once the job has succeeded
     _exception: BaseException | None
+    _tb: TracebackType | None  # the exception's own traceback, restored on every re-raise
     _listeners: list[Waiter | Callable[[Job[_T]], object]] | None  # None until there is one
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -308,7 +333,7 @@ class Job(Generic[_T]):
 
     @property
     def ref(self) -> int:
-        return self._ref
+        return getattr(self, "_ref", 0)  # 0 for a Job never initialised, as compiled
 
     @property
     def pool(self) -> str:
@@ -346,7 +371,7 @@ class Job(Generic[_T]):
     def cancel(self) -> bool:
         """Cancel the job if it is still queued; True if it is (now) cancelled."""
         listeners = None
-        with self._queue._lock:
+        with self._q()._lock:
             if self._state == _PENDING:
                 self._state = _CANCELLED
                 listeners, self._listeners = self._listeners, None
@@ -381,7 +406,7 @@ class Job(Generic[_T]):
     def add_done_callback(self, fn: Callable[[Job[_T]], object]) -> None:
         """Call fn(job) when the job is done (now, if it already is)."""
         _check_callable(fn)
-        with self._queue._lock:
+        with self._q()._lock:
             if self._state < _FINISHED:
                 if self._listeners is None:
                     self._listeners = [fn]
@@ -402,12 +427,22 @@ class Job(Generic[_T]):
         name = getattr(self._function, "__qualname__", None) or repr(self._function)
         return f"<Job ref={self._ref} pool={self._pool!r} fn={name} {_STATE_NAMES[self._state]}>"
 
+    def _q(self) -> Queue:
+        # A Job made by Job.__new__(Job) has no queue: say so, as the compiled core does.
+        try:
+            return self._queue
+        except AttributeError:
+            raise TypeError(
+                "this Job was never initialised: Jobs come from async_perform"
+            ) from None
+
     def _outcome(self) -> _T:
         if self._state == _CANCELLED:
             raise CancelledError()
         if self._exception is not None:
             try:
-                raise self._exception
+                # From its own traceback each time, so re-reading never grows it.
+                raise self._exception.with_traceback(self._tb)
             finally:
                 # The exception's traceback keeps this frame alive: no cycle back to the job.
                 del self
@@ -416,12 +451,13 @@ class Job(Generic[_T]):
     def _wait(self, timeout: float | timedelta | None) -> bool:
         """True once the job is done, False if the timeout ran out first."""
         t = seconds(timeout)
+        queue = self._q()
         if self._state >= _FINISHED:
             return True
         if t == 0.0:
             return False
         waiter = _get_waiter()
-        with self._queue._lock:
+        with queue._lock:
             finished = self._state >= _FINISHED
             if not finished:
                 if self._listeners is None:
@@ -501,7 +537,7 @@ def wait_many(jobs: Iterable[Job[Any]], timeout: float | timedelta | None = 5.0)
     for i, item in enumerate(seq):
         if type(item) is Job:
             if item._state == _FINISHED and item._exception is not None:
-                raise item._exception
+                item._outcome()
         elif not getattr(type(item), "__oddjob_job__", False):
             raise TypeError(f"await_many takes Jobs, got {type(item).__name__} at index {i}")
     results: list[Any] = [None] * n
@@ -527,9 +563,20 @@ _Crash: TypeAlias = tuple[BaseException, Callable[..., Any], bool]
 _Queued: TypeAlias = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Job[Any] | None]
 
 
-def _drop(taken: list[_Slot]) -> int:
-    # Without the lock: cancel the dropped async jobs (their callbacks run here). A done
-    # callback raising SystemExit or the like must not leave the rest pending for ever.
+def _without_this_frame(exc: BaseException) -> BaseException:
+    # The traceback of a job's exception starts at Queue.work, where it was caught: drop
+    # that frame, so that the traceback shows the job alone (as the compiled core's does)
+    # and holds nothing of the worker loop's state.
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None and tb.tb_frame.f_code is _WORK_CODE:
+        exc.__traceback__ = tb.tb_next
+    return exc
+
+
+def _drop(queue: Queue, taken: list[_Slot]) -> int:
+    # Without the lock: settle the dropped async jobs (their callbacks run here):
+    # cancelled, or failed with PoolBrokenError once the queue is broken. A done callback
+    # raising SystemExit or the like must not leave the rest pending for ever.
     # Returns how many were dropped: async jobs already cancelled do not count.
     error: BaseException | None = None
     dropped = 0
@@ -538,7 +585,12 @@ def _drop(taken: list[_Slot]) -> int:
             dropped += 1
             continue
         try:
-            if job._state == _PENDING and job.cancel():
+            if job._state != _PENDING:
+                continue
+            if queue._broken is not None:
+                queue._fail(job, _closed_error(queue))
+                dropped += 1
+            elif job.cancel():
                 dropped += 1
         except BaseException as exc:
             dropped += 1
@@ -549,8 +601,17 @@ def _drop(taken: list[_Slot]) -> int:
     return dropped
 
 
-def _closed_error(name: str) -> PoolNotFoundError:
-    return PoolNotFoundError(f"pool {name!r} is stopped and accepts no more jobs")
+def _closed_error(queue: Queue) -> PoolNotFoundError | PoolBrokenError:
+    """What a push to a closed queue raises: PoolNotFoundError, or PoolBrokenError
+    (its __cause__ the initializer's exception) if the pool is broken."""
+    if queue._broken is None:
+        return PoolNotFoundError(f"pool {queue._name!r} is stopped and accepts no more jobs")
+    error = PoolBrokenError(
+        f"pool {queue._name!r} is broken: its workers' initializer keeps failing; "
+        "stop the pool and start it again"
+    )
+    error.__cause__ = queue._broken
+    return error
 
 
 @final
@@ -558,7 +619,16 @@ class Queue:
     """A pool's FIFO queue and dispatcher. Worker threads call work(); submitters
     call the push methods; close() lets the workers drain and exit."""
 
-    __slots__ = ("_closed", "_idle", "_lock", "_name", "_next_ref", "_serial", "_slots")
+    __slots__ = (
+        "_broken",
+        "_closed",
+        "_idle",
+        "_lock",
+        "_name",
+        "_next_ref",
+        "_serial",
+        "_slots",
+    )
 
     def __init__(self, name: str) -> None:
         self._name = name
@@ -570,6 +640,7 @@ class Queue:
         # A stack: the most recently idled worker is woken first (warmest caches).
         self._idle: list[Worker] = []
         self._closed = False
+        self._broken: BaseException | None = None
 
     @property
     def name(self) -> str:
@@ -593,6 +664,7 @@ class Queue:
         job._queue = self
         job._state = _PENDING
         job._exception = None
+        job._tb = None
         job._listeners = None
         return job
 
@@ -618,7 +690,7 @@ class Queue:
         slot = (fn, args, kwargs or None, None, False)
         with self._lock:
             if self._closed:
-                raise _closed_error(self._name)
+                raise _closed_error(self)
             self._slots.append(slot)
             wake = self._take_idle()
         if wake is not None:
@@ -628,13 +700,16 @@ class Queue:
         """Queue fn(item) for each item as one batch: no other job lands between them."""
         _check_callable(fn)
         batch = items if type(items) is list else list(items)
-        if not batch:
+        # One slot per item, the item itself in place of an args tuple; made before the
+        # lock is taken, from a copy, so neither running out of memory nor another thread
+        # resizing the caller's list can leave part of the batch queued.
+        slots: list[_Slot] = list(zip(repeat(fn), batch, repeat(None), repeat(None), repeat(True)))
+        if not slots:
             return
         with self._lock:
             if self._closed:
-                raise _closed_error(self._name)
-            # One slot per item, the item itself in place of an args tuple.
-            self._slots.extend(zip(repeat(fn), batch, repeat(None), repeat(None), repeat(True)))
+                raise _closed_error(self)
+            self._extend(slots)
             wake = self._take_idle()
         if wake is not None:
             wake.release()  # woken workers wake the next idle one while work remains
@@ -649,7 +724,7 @@ class Queue:
         job = self._new_job(fn, args, kwargs, current_owner())
         with self._lock:
             if self._closed:
-                raise _closed_error(self._name)
+                raise _closed_error(self)
             self._next_ref += 1
             job._ref = (self._serial << _REF_SHIFT) | self._next_ref
             self._slots.append((fn, args, kwargs, job, False))
@@ -666,26 +741,44 @@ class Queue:
             return []
         owner = current_owner()
         jobs = [self._new_job(fn, (item,), None, owner) for item in batch]
+        slots: list[_Slot] = [(fn, job._args, None, job, False) for job in jobs]
         with self._lock:
             if self._closed:
-                raise _closed_error(self._name)
+                raise _closed_error(self)
+            self._extend(slots)
             ref = (self._serial << _REF_SHIFT) | self._next_ref
             for job in jobs:
                 ref += 1
                 job._ref = ref
-                self._slots.append((fn, job._args, None, job, False))
             self._next_ref += len(jobs)
             wake = self._take_idle()
         if wake is not None:
             wake.release()
         return jobs
 
+    def _extend(self, slots: list[_Slot]) -> None:
+        # Lock held: the whole batch, or (out of memory part-way) none of it.
+        before = len(self._slots)
+        try:
+            self._slots.extend(slots)
+        except BaseException:
+            while len(self._slots) > before:
+                self._slots.pop()
+            raise
+
     # -- working ----------------------------------------------------------------------
 
-    def work(self, worker: Worker) -> _Crash | None:
+    def work(self, worker: Worker, restart_on_error: bool = False) -> _Crash | None:
         """Run queued jobs on the calling thread until the queue is closed and
-        drained, or the worker is retired (returns None), or a job raises
-        (returns (exception, function, is_async): the worker has crashed).
+        drained, or the worker is retired (returns None), or the worker crashes
+        (returns (exception, function, reported)).
+
+        A job that raises an Exception fails and the worker goes on: an async job's
+        Job holds the exception, a fire-and-forget job's is logged. The worker
+        crashes on a BaseException that is not an Exception, and, with
+        restart_on_error, on any exception; such a job's failure is reported in the
+        same way (reported is True). A done callback raising a BaseException that is
+        not an Exception crashes the worker too, unreported (reported is False).
 
         Goes from one job to the next while work is queued; blocks on the worker's
         own wake lock when there is none."""
@@ -713,6 +806,9 @@ class Queue:
                             run = False
                         else:
                             job._state = _RUNNING
+                            worker._job = job
+                    if run:
+                        worker._jobs_run += 1
             if not took:
                 if self._park(worker):
                     continue
@@ -730,7 +826,19 @@ class Queue:
                     else:
                         fn(*args, **kwargs)
                 except BaseException as exc:
-                    return (exc, fn, False)
+                    # Nobody awaits a fire-and-forget job: its failure is logged here.
+                    crash = restart_on_error or not isinstance(exc, Exception)
+                    _without_this_frame(exc)
+                    log_job_error(
+                        self._name,
+                        fn,
+                        (args,) if one_arg else args,
+                        kwargs,
+                        exc,
+                        note=_REPLACING if crash else "",
+                    )
+                    if crash:
+                        return (exc, fn, True)
                 del fn, args, kwargs
                 continue
 
@@ -744,26 +852,60 @@ class Queue:
             try:
                 result = fn(*args) if kwargs is None else fn(*args, **kwargs)
             except BaseException as exc:
+                crash = restart_on_error or not isinstance(exc, Exception)
+                tb = _without_this_frame(exc).__traceback__
                 with lock:
                     job._exception = exc
+                    job._tb = tb
                     job._state = _FINISHED
                     listeners, job._listeners = job._listeners, None
+                    worker._job = None
+                del tb
                 escaped = _notify(job, listeners) if listeners is not None else None
-                # exc's traceback keeps this frame alive: no cycle back to the job.
                 del job, listeners
                 if escaped is not None:
                     return (escaped, fn, False)
-                return (exc, fn, True)
+                if crash:
+                    return (exc, fn, True)
+                del fn, args, kwargs
+                continue
             with lock:
                 job._result = result
                 job._state = _FINISHED
                 listeners, job._listeners = job._listeners, None
+                worker._job = None
             del result
             if listeners is not None:
                 escaped = _notify(job, listeners)
                 if escaped is not None:
                     return (escaped, fn, False)
             del fn, args, kwargs, job, listeners
+
+    def _fail(self, job: Job[Any], exc: BaseException) -> bool:
+        """Finish a queued or running job with exc (its worker is gone, or the pool
+        broke); its waiters are released and its callbacks run. True if it was failed
+        here, False if it had finished already."""
+        tb = exc.__traceback__
+        with self._lock:
+            if job._state >= _FINISHED:
+                return False
+            job._exception = exc
+            job._tb = tb
+            job._state = _FINISHED
+            listeners, job._listeners = job._listeners, None
+        if listeners is not None:
+            escaped = _notify(job, listeners)
+            if escaped is not None:
+                raise escaped
+        return True
+
+    def abandon(self, worker: Worker, exc: BaseException) -> bool:
+        """The worker is gone (it did not survive a fork, or its process died): fail
+        the async job it was running, if any, with exc. True if there was one."""
+        _check_worker(worker)
+        with self._lock:
+            job, worker._job = worker._job, None
+        return job is not None and self._fail(job, exc)
 
     def _park(self, worker: Worker) -> bool:
         """Idle the worker until a push, close() or retire() wakes it: True to look for
@@ -809,21 +951,28 @@ class Queue:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def close(self, cancel_pending: bool = False) -> int:
+    def close(self, cancel_pending: bool = False, broken: BaseException | None = None) -> int:
         """Accept no more jobs; wake idle workers so they drain the queue and exit.
 
         With cancel_pending, queued jobs are dropped (async ones marked cancelled)
-        instead of run. Returns the number of jobs dropped."""
+        instead of run. With broken (the exception that broke the pool), queued jobs
+        are dropped too, async ones failing with PoolBrokenError caused by it, and
+        later pushes raise PoolBrokenError. Returns the number of jobs dropped."""
+        if broken is not None and not isinstance(broken, BaseException):
+            raise TypeError(f"broken must be an exception, not {type(broken).__name__}")
+        cancel_pending = bool(cancel_pending)
         taken: list[_Slot] = []
         with self._lock:
             self._closed = True
-            if cancel_pending and self._slots:
+            if broken is not None and self._broken is None:
+                self._broken = broken
+            if (cancel_pending or self._broken is not None) and self._slots:
                 taken = list(self._slots)
                 self._slots.clear()
             for worker in self._idle:
                 worker._wake.release()
             self._idle.clear()
-        return _drop(taken)
+        return _drop(self, taken)
 
     def retire(self, worker: Worker) -> None:
         """Ask one worker to exit after its current job (the queue stays as it is)."""
@@ -854,13 +1003,18 @@ class Queue:
         self._slots.clear()
         self._idle.clear()  # their threads are gone: nobody to wake
         self._lock.release()
-        _drop(taken)
+        _drop(self, taken)
 
     # -- introspection ------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def broken(self) -> BaseException | None:
+        """The exception that broke the pool (see close), or None."""
+        return self._broken
 
     def __len__(self) -> int:
         """Number of queued jobs (cancelled async jobs count until a worker skips them)."""
@@ -898,30 +1052,43 @@ class Dispatcher:
     """perform / async_perform for the module-level API: the pool (a name or a Pool)
     resolves to its queue with one dict lookup, then the job is queued."""
 
-    __slots__ = ("_queues", "_resolve")
+    __slots__ = ("_queues", "_resolve", "pool_type")
 
-    def __init__(self, queues: dict[object, Any], resolve: Callable[[object], Any]) -> None:
+    def __init__(
+        self,
+        queues: dict[object, Any],
+        resolve: Callable[[object], Any],
+        pool_type: type | None = None,
+    ) -> None:
         # queues: name/Pool -> queue of every running pool; resolve(pool) -> queue
         # on a miss (starts a configured pool, or raises PoolNotFoundError/TypeError).
+        # pool_type: the Pool class, whose exact instances are looked up directly.
         if type(queues) is not dict:
             raise TypeError(f"queues must be a dict, not {type(queues).__name__}")
         self._queues = queues
         self._resolve = resolve
+        self.pool_type = pool_type
+
+    def _queue(self, pool: object) -> Any:
+        # Only a str or a Pool is hashed here: any other object (whose __hash__ or
+        # __eq__ may raise, or match a pool's name) goes to resolve, which refuses it
+        # with TypeError as every other entry point does.
+        if type(pool) is str or type(pool) is self.pool_type:
+            try:
+                return self._queues[pool]
+            except KeyError:  # not running yet
+                pass
+        return self._resolve(pool)
 
     def perform(self, pool: object, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         """Run fn(*args, **kwargs) on a worker of pool; fire and forget."""
-        try:
-            queue = self._queues[pool]
-        except (KeyError, TypeError):  # not running yet, or not a name at all
-            queue = self._resolve(pool)
-        queue.push(fn, args, kwargs)
+        self._queue(pool).push(fn, args, kwargs)
 
     def async_perform(
         self, pool: object, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
     ) -> Job[_T]:
         """Run fn(*args, **kwargs) on a worker of pool and return its Job."""
-        try:
-            queue = self._queues[pool]
-        except (KeyError, TypeError):
-            queue = self._resolve(pool)
-        return queue.push_async(fn, args, kwargs)  # type: ignore[no-any-return]
+        return self._queue(pool).push_async(fn, args, kwargs)  # type: ignore[no-any-return]
+
+
+_WORK_CODE: Final = Queue.work.__code__

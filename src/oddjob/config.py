@@ -35,12 +35,13 @@ source, raises ConfigError naming where it came from, the value and what was exp
 
 from __future__ import annotations
 
-import math
+import importlib
 import os
+import re
 import threading
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -74,17 +75,32 @@ CONFIG_FILE_VAR: Final = "ODDJOB_CONFIG"
 #: an environment variable cannot hold Python's False.
 NO_DEFAULT_POOL: Final = frozenset({"", "false", "none"})
 
-_POOL_KEYS = ("pool_size", "max_restarts", "max_seconds")
+_POOL_KEYS = (
+    "pool_size",
+    "max_restarts",
+    "max_seconds",
+    "restart_on_error",
+    "initializer",
+    "initargs",
+    "finalizer",
+)
 _KEYS = ("default_pool", *_POOL_KEYS, "extra_pools", "exit_timeout")
+_CALLABLE = "a callable, an import string 'package.module:function', or None"
 _EXPECTED = {
     "default_pool": "a non-empty str, or False for no default pool",
     "pool_size": "an int >= 1",
     "max_restarts": "an int >= 0",
     "max_seconds": "a number > 0 (seconds)",
-    "exit_timeout": "a finite number > 0 (seconds)",
+    "exit_timeout": "a number > 0 (seconds; one beyond what the platform can wait: forever)",
     "extra_pools": "pool names, (name, overrides) pairs, or a dict name -> overrides",
+    "restart_on_error": "True or False",
+    "initializer": _CALLABLE,
+    "initargs": "a tuple (or list) of arguments",
+    "finalizer": _CALLABLE,
 }
 _INVALID: Final = object()
+# "package.module:function" (or ":Class.method"): how the file names a callable.
+_IMPORT_STRING: Final = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +110,14 @@ class PoolOptions:
     pool_size: int = POOL_SIZE
     max_restarts: int = MAX_RESTARTS
     max_seconds: float = MAX_SECONDS
+    #: A job that raises crashes its worker, which a fresh thread replaces (OddJob's way).
+    restart_on_error: bool = False
+    #: Called in each worker before its first job (a callable or an import string).
+    initializer: Callable[..., object] | str | None = None
+    #: The initializer's arguments.
+    initargs: tuple[Any, ...] = ()
+    #: Called in each worker as it leaves, if its initializer succeeded.
+    finalizer: Callable[[], object] | str | None = None
 
     @classmethod
     def build(cls, base: PoolOptions | None = None, **options: Any) -> PoolOptions:
@@ -140,10 +164,19 @@ def configure(**options: Any) -> None:
         max_seconds: the crash-counting window, a number > 0 or a timedelta (default 5).
         extra_pools: further pools started when first named: an iterable of names or
             ``(name, overrides)`` pairs, or a dict ``name -> overrides``; overrides are
-            dicts of pool_size, max_restarts and max_seconds. Replaces the list of any
+            dicts of the pool options below. Replaces the list of any
             earlier configure() call; merged by name with the file's list.
-        exit_timeout: seconds interpreter exit waits for pools to drain, a finite number
-            > 0 or a timedelta (default 10).
+        exit_timeout: seconds interpreter exit waits for pools to drain, a number > 0
+            or a timedelta (default 10); one beyond what the platform can wait means
+            until they have drained (Ctrl-C still ends the wait).
+        restart_on_error: True to have a job that raises crash its worker, which a
+            fresh thread replaces (OddJob's behaviour); default False, the worker lives on.
+        initializer: called in each worker thread, with ``*initargs``, before its first
+            job: a callable or an import string ``"package.module:function"``.
+        initargs: the initializer's arguments, a tuple.
+        finalizer: called in each worker thread as it leaves (the pool stopped, the
+            worker retired or crashed), if its initializer succeeded; a callable or an
+            import string. Its exceptions are logged.
 
     Raises:
         ConfigError: an unknown key or a bad value; nothing is applied then.
@@ -186,11 +219,7 @@ def settings() -> Settings:
                 return layer[key]
         return default
 
-    defaults = PoolOptions(
-        pool_size=pick("pool_size", POOL_SIZE),
-        max_restarts=pick("max_restarts", MAX_RESTARTS),
-        max_seconds=pick("max_seconds", MAX_SECONDS),
-    )
+    defaults = PoolOptions(**{f.name: pick(f.name, f.default) for f in fields(PoolOptions)})
     file_pools: dict[str, dict[str, Any]] = from_file.get("extra_pools", {})
     own_pools: dict[str, dict[str, Any]] = configured.get("extra_pools", {})
     extra_pools = {
@@ -242,6 +271,29 @@ def pool_options(name: str, **own: Any) -> PoolOptions:
 
 
 # -- resolution -----------------------------------------------------------------------
+
+
+def resolve_callable(value: Any, key: str) -> Any:
+    """``value``, or the object an import string ``"package.module:function"`` names.
+
+    Raises:
+        ConfigError: the module cannot be imported, the name is missing, or what it
+            names is not callable.
+    """
+    if not isinstance(value, str):
+        return value
+    module_name, _, path = value.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in path.split("."):
+            found = getattr(found, part)
+    except Exception as exc:
+        raise ConfigError(
+            f"{key}={value!r}: cannot import it ({type(exc).__name__}: {exc}); expected {_CALLABLE}"
+        ) from exc
+    if not callable(found):
+        raise ConfigError(f"{key}={value!r} names a {type(found).__name__}; expected a callable")
+    return found
 
 
 def _configured_options(resolved: Settings, name: str) -> PoolOptions | None:
@@ -376,18 +428,30 @@ def _normalize(key: str, value: Any) -> Any:
     expected: True as a pool size is a mistake, not 1."""
     if key == "default_pool":
         ok = value is False or (type(value) is str and value != "")
+    elif key == "restart_on_error":
+        ok = type(value) is bool
+    elif key in ("initializer", "finalizer"):
+        ok = value is None or (
+            _IMPORT_STRING.fullmatch(value) is not None if type(value) is str else callable(value)
+        )
+    elif key == "initargs":
+        if type(value) not in (tuple, list):
+            return _INVALID
+        value = tuple(value)
+        ok = True
     elif key == "pool_size":
         ok = type(value) is int and value >= 1
     elif key == "max_restarts":
         ok = type(value) is int and value >= 0
     else:  # max_seconds, exit_timeout: seconds, or a timedelta as everywhere in Python
         if type(value) in (int, float):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond float range: forever
+                value = float("inf")
         elif isinstance(value, timedelta):
             value = value.total_seconds()
         else:
             return _INVALID
         ok = value > 0  # False for NaN too
-        if key == "exit_timeout":
-            ok = ok and math.isfinite(value)  # interpreter exit must never hang
     return value if ok else _INVALID

@@ -1,6 +1,13 @@
 """oddjob's exceptions. Waiting past a deadline raises the builtin ``TimeoutError``."""
 
-__all__ = ["ConfigError", "OddJobError", "PoolAlreadyStartedError", "PoolNotFoundError"]
+__all__ = [
+    "ConfigError",
+    "OddJobError",
+    "PoolAlreadyStartedError",
+    "PoolBrokenError",
+    "PoolNotFoundError",
+    "WorkerCrashedError",
+]
 
 
 class OddJobError(Exception):
@@ -17,3 +24,15 @@ class PoolAlreadyStartedError(OddJobError):
 
 class ConfigError(OddJobError, ValueError):
     """A configuration value is wrong; the message names the key, the value and the expected."""
+
+
+class PoolBrokenError(OddJobError):
+    """The pool's workers cannot start: its initializer failed more than ``max_restarts``
+    times within ``max_seconds``. Queued async jobs fail with it and later submits raise
+    it, until the pool is stopped and started again; ``__cause__`` is the initializer's
+    exception."""
+
+
+class WorkerCrashedError(OddJobError):
+    """The worker running the job is gone (its process died, or it did not survive a
+    fork), so the job can never finish."""

@@ -326,7 +326,9 @@ class Executor(ThreadPoolExecutor):
             raise TypeError("initializer must be a callable")
         self._max_workers = max_workers
         # ThreadPoolExecutor's default, to the letter: tools filter threads on these names.
-        self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{self._counter()}"
+        if not thread_name_prefix:  # numbered by ThreadPoolExecutor's own class counter
+            thread_name_prefix = f"ThreadPoolExecutor-{self._counter()}"  # type: ignore[attr-defined]
+        self._thread_name_prefix = thread_name_prefix
         self._initializer = initializer  # type: ignore[assignment]  # typeshed: -> None
         self._initargs = initargs
         self._shutdown = False

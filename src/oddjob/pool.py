@@ -31,6 +31,17 @@ Item = TypeVar("Item")
 _NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
 
 
+def _flag(value: object, name: str) -> bool:
+    """``bool(value)``, or a TypeError naming the argument if its ``__bool__`` raises."""
+    try:
+        return bool(value)
+    except Exception as exc:
+        raise TypeError(
+            f"{name} must be true or false; bool() of the {type(value).__name__} given raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _as_list(iterable: Iterable[Any]) -> list[Any]:
     """Materialise a batch before it is queued, so that a failing iterator queues nothing."""
     if type(iterable) is list:
@@ -54,6 +65,11 @@ class Pool:
         name: the pool's name, unique among running pools.
         pool_size: number of worker threads (default 5).
         max_restarts, max_seconds: restart intensity of the pool's worker supervisor.
+        restart_on_error: a job that raises crashes its worker, which a fresh thread
+            replaces (default False: the worker lives on and takes the next job).
+        initializer, initargs: ``initializer(*initargs)`` runs in each worker before its
+            first job (a callable or an import string ``"package.module:function"``).
+        finalizer: runs in each worker as it leaves, if its initializer succeeded.
 
     Raises:
         TypeError: name is not a str.
@@ -88,6 +104,9 @@ class Pool:
         Raises:
             PoolAlreadyStartedError: a pool of this name is already running.
             OddJobError: this Pool object was started before (make a new one).
+            ConfigError: the initializer or finalizer names nothing importable.
+            RuntimeError: the OS refused a worker thread; nothing is left running and
+                the name stays free.
         """
         registry.register(self, self._start)
         return self
@@ -101,10 +120,15 @@ class Pool:
                 )
             self.options = config.pool_options(self.name, **self._own_options)
             core = _backend.core
-            self._queue = core.Queue(self.name)
-            self._supervisor = WorkerSupervisor(self.name, self._queue, core, self.options)
+            queue = core.Queue(self.name)
+            supervisor = WorkerSupervisor(self.name, queue, core, self.options)
+            self._queue, self._supervisor = queue, supervisor
+            try:
+                supervisor.start()  # on failure it leaves nothing running
+            except BaseException:
+                self._state = _STOPPED
+                raise
             self._state = _RUNNING
-            self._supervisor.start()
 
     def stop(
         self,
@@ -123,14 +147,21 @@ class Pool:
 
         Raises:
             PoolNotFoundError: the pool is not running.
+            TypeError, ValueError: a bad argument; the pool is left running as it was.
             TimeoutError: the workers did not finish within ``timeout`` (the pool is
                 stopped all the same; its workers exit once their jobs end).
         """
+        # Every argument is checked before anything changes: a call that raises here
+        # leaves the pool running.
         limit = _backend.core.seconds(timeout)
+        wait = _flag(wait, "wait")
+        cancel_pending = _flag(cancel_pending, "cancel_pending")
         registry.unregister(self)
         with self._lock:
             self._state = _STOPPED
         self._queue.close(cancel_pending)
+        if self._supervisor is not None:
+            self._supervisor.stopping()
         if wait:
             self.join(None if limit < 0 else time.monotonic() + limit)
 
@@ -164,7 +195,14 @@ class Pool:
 
     @property
     def running(self) -> bool:
+        """True from start() until stop(), broken or not."""
         return self._state == _RUNNING
+
+    @property
+    def broken(self) -> bool:
+        """True once the workers' initializer failed too often (see PoolBrokenError):
+        submits raise PoolBrokenError until the pool is stopped and started again."""
+        return self._supervisor is not None and self._supervisor.broken is not None
 
     @property
     def queue(self) -> Any:
@@ -185,7 +223,8 @@ class Pool:
         return [] if self._supervisor is None else self._supervisor.threads()
 
     def __repr__(self) -> str:
-        return f"<Pool {self.name!r} {self._state} pool_size={self.options.pool_size}>"
+        state = "broken" if self.broken and self.running else self._state
+        return f"<Pool {self.name!r} {state} pool_size={self.options.pool_size}>"
 
     # -- sending work ----------------------------------------------------------------
 
@@ -238,3 +277,6 @@ class Pool:
         from . import scheduler
 
         return scheduler.perform_many_at(when, self, iterable, fn)
+
+
+registry.dispatch.pool_type = Pool  # Pool objects are looked up directly, as names are

@@ -91,11 +91,16 @@ def lookup(pool: object) -> Pool:
 
 
 def queue(pool: object) -> Any:
-    """The core queue of a running pool (the hot path of every job call)."""
-    try:
-        return queues[pool]
-    except (KeyError, TypeError):  # not running yet, or not a name at all
-        return lookup(pool).queue
+    """The core queue of a running pool (the hot path of every job call).
+
+    Only an exact str is hashed here: any other object (whose ``__hash__`` or ``__eq__``
+    may raise, or pass for a pool's name) goes through lookup(), which takes Pools and
+    refuses the rest with TypeError."""
+    if type(pool) is str:
+        found = queues.get(pool)
+        if found is not None:
+            return found
+    return lookup(pool).queue
 
 
 # The compiled fast path of perform/async_perform, for oddjob.perform and Pool.perform.
@@ -116,7 +121,8 @@ def running() -> list[Pool]:
 
 def stop_all(timeout: float | None = None, cancel_pending: bool = False) -> None:
     """Stop every running pool, draining them within one overall ``timeout``."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    limit = -1.0 if timeout is None else _backend.core.seconds(timeout)
+    deadline = None if limit < 0 else time.monotonic() + limit  # beyond TIMEOUT_MAX: forever
     pools = running()
     for pool in pools:
         try:

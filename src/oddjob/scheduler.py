@@ -390,9 +390,9 @@ def _delay_seconds(delay: object) -> float:
         raise TypeError(
             f"delay must be a number of seconds or a timedelta, not {type(delay).__name__}"
         )
-    if not 0.0 <= value < math.inf:  # also rejects NaN
-        raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
-    return value
+    if not value >= 0.0:  # also rejects NaN
+        raise ValueError(f"delay must be a number of seconds >= 0, got {delay!r}")
+    return value  # inf (or beyond what any clock reaches): a timer that never fires
 
 
 def _wall_due(when: object) -> float:

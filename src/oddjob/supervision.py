@@ -1,9 +1,17 @@
 """A pool's worker supervisor: it starts the worker threads and replaces them.
 
-    WorkerSupervisor.start() --> pool_size threads, each running queue.work(worker)
-    a job raises  --> work() returns the crash --> the thread is replaced by a fresh one
-    more than max_restarts crashes within max_seconds --> every worker is retired (it
-        finishes its current job first) and replaced; the queue and its jobs stay put
+    WorkerSupervisor.start() --> pool_size threads, each: initializer, queue.work(worker),
+        finalizer (the finalizer runs if the initializer succeeded)
+    a job raises an Exception --> the job fails (its Job holds the exception, or it is
+        logged); the worker, its thread-locals and its initializer's resources stay
+    a worker crashes (a job raised a BaseException that is not an Exception, or any
+        exception with restart_on_error, or its initializer raised) --> a fresh thread
+        replaces it; more than max_restarts crashes within max_seconds --> every worker
+        is retired (it finishes its current job first) and replaced; the queue stays put
+    more than max_restarts initializer failures within max_seconds --> the pool is
+        broken: queued async jobs fail with PoolBrokenError, and so do later submits
+    the OS refuses a thread --> start() fails and leaves nothing running; a replacement
+        is retried with backoff until it starts (or the pool no longer needs it)
 
 Replacements start only as the threads they replace exit, so a pool never runs more
 than pool_size jobs at once, not even while it restarts. Worker threads hold only a
@@ -17,33 +25,138 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+from . import config
 from .config import PoolOptions
+from .errors import WorkerCrashedError
 
-__all__ = ["WorkerSupervisor"]
+__all__ = ["WorkerInfo", "WorkerSupervisor", "current_worker"]
 
 logger = logging.getLogger("oddjob")
 
+#: First wait before retrying a thread the OS refused, or replacing a worker whose
+#: initializer raised; it doubles on each further failure in a row.
+RETRY_FIRST = 0.01
+#: The longest wait between such retries: long enough not to spin, short enough that a
+#: pool recovers within a second of the OS allowing threads again.
+RETRY_MAX = 1.0
+#: How long a failed start() waits for the workers it did start to leave.
+START_FAILURE_JOIN = 10.0
 
-def _worker_main(supervisor_ref: weakref.ref[WorkerSupervisor], queue: Any, worker: Any) -> None:
-    outcome = queue.work(worker)
-    if outcome is not None:
-        exc, fn, is_async = outcome
-        if not is_async:  # nobody awaits a fire-and-forget job: its failure is logged
-            logger.error(
-                "job %r in pool %r raised; replacing its worker",
-                fn,
-                queue.name,
-                exc_info=(type(exc), exc, exc.__traceback__),
-            )
-        del exc, fn, outcome  # the traceback holds this frame: break the cycle early
-        crashed = True
-    else:
-        crashed = False
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """The worker running the calling code (see ``current_worker``).
+
+    Attributes:
+        pool: the pool's name.
+        name: the worker's name (its thread's name).
+        index: its place in the pool, 0 to pool_size - 1; a replacement takes the index
+            of the worker it replaces.
+        jobs_run: jobs this worker has run so far, the one running now included.
+    """
+
+    pool: str
+    name: str
+    index: int
+    jobs_run: int
+
+
+class _Current(threading.local):
+    worker: tuple[str, int, Any] | None = None  # (pool, index, core Worker)
+
+
+_current = _Current()
+
+
+def current_worker() -> WorkerInfo | None:
+    """The ``WorkerInfo`` of the pool worker running the calling code, or None
+    outside a pool's worker (the caller's own threads, an Executor's threads)."""
+    state = _current.worker
+    if state is None:
+        return None
+    pool, index, worker = state
+    return WorkerInfo(pool, worker.name, index, worker.jobs_run)
+
+
+class _Crash(NamedTuple):
+    exc: BaseException
+    in_initializer: bool
+
+
+def _worker_main(
+    supervisor_ref: weakref.ref[WorkerSupervisor],
+    queue: Any,
+    worker: Any,
+    index: int,
+    setup: _Setup,
+) -> None:
+    _current.worker = (queue.name, index, worker)
+    try:
+        crash = _run(supervisor_ref, queue, worker, setup)
+    finally:
+        _current.worker = None
     supervisor = supervisor_ref()
     if supervisor is not None:
-        supervisor._exited(worker, crashed)
+        supervisor._exited(worker, index, crash)
+
+
+def _run(
+    supervisor_ref: weakref.ref[WorkerSupervisor], queue: Any, worker: Any, setup: _Setup
+) -> _Crash | None:
+    """One worker's life on its thread: what crashed it, or None if it left normally."""
+    if setup.initializer is not None:
+        try:
+            setup.initializer(*setup.initargs)
+        except BaseException as exc:
+            logger.error(
+                "pool %r: the initializer of worker %r raised; replacing the worker",
+                queue.name,
+                worker.name,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+            return _Crash(exc, True)
+        supervisor = supervisor_ref()
+        if supervisor is not None:
+            supervisor._initialized()
+        del supervisor
+    crash = None
+    try:
+        outcome = queue.work(worker, setup.restart_on_error)
+    except BaseException as exc:  # the core itself failed (out of memory while idling)
+        outcome = (exc, None, False)
+    if outcome is not None:
+        error, fn, reported = outcome
+        if not reported:  # a done callback raised SystemExit & co, or the core failed
+            logger.error(
+                "pool %r: worker %r crashed%s; replacing it",
+                queue.name,
+                worker.name,
+                "" if fn is None else f" after running {fn!r}",
+                exc_info=(type(error), error, error.__traceback__),
+            )
+        crash = _Crash(error, False)
+        del error, fn, outcome  # the traceback holds this frame: break the cycle early
+    if setup.finalizer is not None:
+        try:
+            setup.finalizer()
+        except BaseException:
+            logger.exception("pool %r: the finalizer of worker %r raised", queue.name, worker.name)
+    return crash
+
+
+class _Setup:
+    """What every worker of a pool runs around its jobs, resolved once at start."""
+
+    __slots__ = ("finalizer", "initargs", "initializer", "restart_on_error")
+
+    def __init__(self, options: PoolOptions) -> None:
+        self.initializer = config.resolve_callable(options.initializer, "initializer")
+        self.initargs = options.initargs
+        self.finalizer = config.resolve_callable(options.finalizer, "finalizer")
+        self.restart_on_error = options.restart_on_error
 
 
 class WorkerSupervisor:
@@ -52,9 +165,14 @@ class WorkerSupervisor:
     Attributes:
         id: ``"<pool>_pool_sup"``.
         pool: the pool's name.
-        options: the pool's options (size and restart intensity).
+        options: the pool's options (size, restart intensity, setup and teardown).
         restarts: how many times the whole worker set was restarted.
-        crashes: how many workers crashed in all.
+        crashes: how many workers crashed in all (initializer failures included).
+        broken: the initializer's exception once the pool is broken, else None.
+
+    Raises:
+        ConfigError: the initializer or finalizer is an import string that cannot be
+            imported.
     """
 
     def __init__(self, pool: str, queue: Any, core: Any, options: PoolOptions) -> None:
@@ -63,63 +181,167 @@ class WorkerSupervisor:
         self.options = options
         self.restarts = 0
         self.crashes = 0
+        self.broken: BaseException | None = None
         self._queue = queue
         self._core = core
+        self._setup = _Setup(options)
         self._lock = threading.Lock()
+        # Notified when the pool stops or breaks: cuts short a wait before a retry.
+        self._changed = threading.Condition(self._lock)
         self._threads: dict[Any, threading.Thread] = {}  # Worker -> its thread
+        # Threads of workers that have left, still starting their replacement.
+        self._leaving: set[threading.Thread] = set()
         self._recent: deque[float] = deque()  # monotonic times of crashes in the window
+        self._init_failures: deque[float] = deque()  # ... and of initializer failures
+        self._failing_inits = 0  # initializer failures since one last succeeded
         self._spawned = 0
 
     def start(self) -> None:
-        with self._lock:
-            for _ in range(self.options.pool_size):
-                self._spawn_locked()
+        """Start pool_size workers.
 
-    def _spawn_locked(self) -> None:
+        Raises:
+            RuntimeError: the OS refused a thread; the workers already started have left.
+        """
+        size = self.options.pool_size
+        with self._lock:
+            try:
+                for index in range(size):
+                    self._spawn_locked(index)
+                return
+            except (RuntimeError, MemoryError) as exc:
+                error = exc
+                started = len(self._threads)
+        # Leave nothing running: those started find the queue closed and empty.
+        self._queue.close(True)
+        try:
+            self.join(time.monotonic() + START_FAILURE_JOIN)
+        except TimeoutError:
+            logger.warning(
+                "pool %r: workers started before a thread was refused did not leave within %s s",
+                self.pool,
+                START_FAILURE_JOIN,
+            )
+        raise RuntimeError(
+            f"pool {self.pool!r}: cannot start worker thread {started + 1} of {size}: {error}"
+        ) from error
+
+    def stopping(self) -> None:
+        """The pool is stopping: cut short any wait before retrying a replacement."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def _spawn_locked(self, index: int) -> None:
         worker = self._core.Worker(f"oddjob-{self.pool}-{self._spawned}")
         self._spawned += 1
         thread = threading.Thread(
             target=_worker_main,
-            args=(weakref.ref(self), self._queue, worker),
+            args=(weakref.ref(self), self._queue, worker, index, self._setup),
             name=worker.name,
             daemon=True,  # interpreter exit drains pools itself, within a bound
         )
         worker.thread = thread
         self._threads[worker] = thread
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            del self._threads[worker]
+            raise
 
     def _needed(self) -> bool:
         # A closed queue still needs workers while it drains.
         return not self._queue.closed or len(self._queue) > 0
 
-    def _exited(self, worker: Any, crashed: bool) -> None:
-        """Called on a worker's thread as it leaves: replace it if the pool needs it."""
-        restart_all = False
+    def _initialized(self) -> None:
         with self._lock:
-            self._threads.pop(worker, None)
-            if crashed:
+            self._failing_inits = 0
+
+    def _exited(self, worker: Any, index: int, crash: _Crash | None) -> None:
+        """Called on a worker's thread as it leaves: replace it if the pool needs it."""
+        restart_all = broken = False
+        delay = 0.0
+        with self._lock:
+            thread = self._threads.pop(worker, None)
+            if thread is not None:
+                self._leaving.add(thread)
+            if crash is not None:
                 self.crashes += 1
-                restart_all = self._count_crash_locked()
+                if crash.in_initializer:
+                    self._failing_inits += 1
+                    delay = min(RETRY_FIRST * 2 ** (self._failing_inits - 1), RETRY_MAX)
+                    broken = self.broken is None and self._count_locked(self._init_failures)
+                if broken:
+                    self.broken = crash.exc
+                else:
+                    restart_all = self._count_locked(self._recent)
             if restart_all:
                 self.restarts += 1
                 retiring = list(self._threads)
-            if (crashed or worker.retired) and self._needed():
-                self._spawn_locked()
-        if restart_all:
-            logger.warning(
-                "pool %r: more than %d crashes within %s seconds; restarting all its workers",
-                self.pool,
-                self.options.max_restarts,
-                self.options.max_seconds,
-            )
-            for other in retiring:
-                # Each finishes its current job, exits, and _exited starts its successor.
-                self._queue.retire(other)
+            replace = not broken and (crash is not None or worker.retired)
+        try:
+            if broken:
+                self._break(crash.exc)  # type: ignore[union-attr]
+            if restart_all:
+                logger.warning(
+                    "pool %r: more than %d crashes within %s seconds; restarting all its workers",
+                    self.pool,
+                    self.options.max_restarts,
+                    self.options.max_seconds,
+                )
+                for other in retiring:
+                    # Each finishes its current job, exits, and _exited starts its successor.
+                    self._queue.retire(other)
+            if replace:
+                self._replace(index, delay)
+        finally:
+            with self._lock:
+                self._leaving.discard(thread)
 
-    def _count_crash_locked(self) -> bool:
-        """Record a crash; True when the restart intensity is exceeded."""
+    def _replace(self, index: int, delay: float) -> None:
+        """Start the worker at ``index`` again, after ``delay``; a thread the OS refuses
+        is retried with backoff while the pool still needs the worker."""
+        refused = 0
+        with self._changed:
+            while True:
+                if delay > 0:
+                    self._changed.wait(delay)  # stopping() or breaking cuts it short
+                if not self._needed() or self.broken is not None:
+                    return
+                try:
+                    self._spawn_locked(index)
+                except (RuntimeError, MemoryError) as exc:
+                    refused += 1
+                    delay = min(RETRY_FIRST * 2 ** (refused - 1), RETRY_MAX)
+                    if refused == 1 or (delay == RETRY_MAX and refused % 60 == 0):
+                        logger.warning(
+                            "pool %r: cannot start a thread for worker %d (%s); retrying",
+                            self.pool,
+                            index,
+                            exc,
+                        )
+                    continue
+                if refused:
+                    logger.warning(
+                        "pool %r: worker %d started after %d refusals", self.pool, index, refused
+                    )
+                return
+
+    def _break(self, exc: BaseException) -> None:
+        logger.error(
+            "pool %r is broken: the initializer failed more than %d times within %s seconds; "
+            "queued async jobs fail with PoolBrokenError, and so will new jobs until the "
+            "pool is stopped and started again",
+            self.pool,
+            self.options.max_restarts,
+            self.options.max_seconds,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        self._queue.close(False, exc)
+        with self._changed:
+            self._changed.notify_all()
+
+    def _count_locked(self, window: deque[float]) -> bool:
+        """Record a crash in ``window``; True when it holds more than max_restarts."""
         now = time.monotonic()
-        window = self._recent
         window.append(now)
         while window and now - window[0] > self.options.max_seconds:
             window.popleft()
@@ -145,10 +367,12 @@ class WorkerSupervisor:
             TimeoutError: some are still running at ``deadline`` (a monotonic time).
         """
         current = threading.current_thread()
+        if deadline is not None and deadline - time.monotonic() >= threading.TIMEOUT_MAX:
+            deadline = None  # beyond what the platform can wait: forever
         while True:
             with self._lock:
-                threads = [t for t in self._threads.values() if t is not current]
-            threads = [t for t in threads if t.is_alive()]
+                threads = [*self._threads.values(), *self._leaving]
+            threads = [t for t in threads if t is not current and t.is_alive()]
             if not threads:
                 return
             for thread in threads:
@@ -158,9 +382,20 @@ class WorkerSupervisor:
                 thread.join(left)
 
     def forget_threads(self) -> None:
-        """After fork: the workers did not survive; forget them."""
+        """After fork, in the child: the workers did not survive. Their running async
+        jobs fail with WorkerCrashedError, so that nothing in the child waits for them."""
         self._lock = threading.Lock()
+        for worker in list(self._threads):
+            self._queue.abandon(
+                worker,
+                WorkerCrashedError(
+                    f"pool {self.pool!r}: this job was running on worker {worker.name!r} "
+                    "when the process forked; worker threads do not survive a fork, so in "
+                    "this child process it never finishes"
+                ),
+            )
         self._threads.clear()
+        self._leaving.clear()
 
     def __repr__(self) -> str:
         return (

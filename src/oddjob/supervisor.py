@@ -3,10 +3,13 @@ stops a list of them together, in the shape of OddJob's OTP child specs."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
+from . import _backend
 from .config import PoolOptions
 from .errors import ConfigError, PoolNotFoundError
 from .pool import Pool
@@ -151,14 +154,38 @@ class Supervisor:
             raise
         return self
 
-    def stop(self, *, timeout: float | None = None) -> None:
-        """Stop the children in reverse start order, each draining its queue."""
+    def stop(self, *, timeout: float | timedelta | None = None) -> None:
+        """Stop every child, in reverse start order, each draining its queue.
+
+        Every child is stopped (it accepts no more jobs) before any is waited for, and
+        ``timeout`` bounds the wait for all of them together.
+
+        Raises:
+            TimeoutError: some children's workers were still running at the deadline
+                (the message names them; they are stopped all the same and exit once
+                their jobs end).
+        """
+        limit = _backend.core.seconds(timeout)
+        deadline = None if limit < 0 else time.monotonic() + limit
         pools, self._pools = self._pools, []
+        stopped = []
         for pool in reversed(pools):
             try:
-                pool.stop(wait=True, timeout=timeout)
-            except PoolNotFoundError:  # stopped by someone else already
+                pool.stop(wait=False)
+            except PoolNotFoundError:  # stopped by someone else already: still wait for it
                 pass
+            stopped.append(pool)
+        late = []
+        for pool in stopped:
+            try:
+                pool.join(deadline)
+            except TimeoutError:
+                late.append(pool.name)
+        if late:
+            raise TimeoutError(
+                f"Supervisor.stop: the workers of {', '.join(map(repr, late))} were still "
+                f"running after {timeout} seconds; every child is stopped"
+            )
 
     def __enter__(self) -> Supervisor:
         return self.start()
