@@ -23,7 +23,7 @@ from oddjob.config import PoolOptions
 from oddjob.errors import ConfigError
 
 ENV_VARS = dict(config.ENV_VARS)
-POOL_KEYS = ("pool_size", "max_restarts", "max_seconds")
+POOL_KEYS = ("pool_size", "max_restarts", "max_seconds")  # the numeric ones; v2 options below
 SCALAR_KEYS = ("default_pool", *POOL_KEYS, "exit_timeout")
 BUILTIN = {
     "default_pool": config.DEFAULT_POOL,
@@ -817,3 +817,74 @@ def test_pool_options_build() -> None:
         PoolOptions.build(base, pool_size=0)
     with pytest.raises(ConfigError, match=r"max_restarts=True: expected an int >= 0"):
         PoolOptions.build(max_restarts=True)
+
+
+# -- the v2 pool options: restart_on_error, initializer, initargs, finalizer -----------------
+
+
+def _setup_hook(*args: object) -> None:
+    """A callable the tests name by import string."""
+
+
+V2_OPTIONS: dict[str, Any] = {
+    "restart_on_error": True,
+    "initializer": "test_config:_setup_hook",
+    "initargs": ("dsn", 3),
+    "finalizer": "test_config:_setup_hook",
+}
+
+
+def test_v2_pool_options_default_to_off() -> None:
+    options = PoolOptions()
+    assert options.restart_on_error is False
+    assert options.initializer is None and options.finalizer is None
+    assert options.initargs == ()
+
+
+def test_configure_sets_the_v2_pool_options() -> None:
+    config.configure(**V2_OPTIONS)
+    assert config.settings().defaults == PoolOptions(**V2_OPTIONS)
+    config.configure(initializer=_setup_hook, initargs=["a"])
+    options = config.pool_options("any")
+    assert options.initializer is _setup_hook
+    assert options.initargs == ("a",), "a list of initargs is stored as a tuple"
+
+
+def test_the_file_sets_the_v2_pool_options_top_level_and_per_pool(
+    config_file: Callable[[str], Path],
+) -> None:
+    config_file(
+        """
+        restart_on_error = true
+        initializer = "test_config:_setup_hook"
+        initargs = ["dsn", 3]
+        [extra_pools.db]
+        finalizer = "test_config:_setup_hook"
+        restart_on_error = false
+        """
+    )
+    s = config.settings()
+    assert s.defaults.restart_on_error is True
+    assert s.defaults.initializer == "test_config:_setup_hook"
+    assert s.defaults.initargs == ("dsn", 3)
+    db = s.extra_pools["db"]
+    assert (db.restart_on_error, db.finalizer) == (False, "test_config:_setup_hook")
+    assert db.initializer == "test_config:_setup_hook", "top-level values reach extra pools"
+
+
+def test_v2_options_follow_the_precedence(config_file: Callable[[str], Path]) -> None:
+    config_file('restart_on_error = true\ninitargs = ["file"]\n')
+    config.configure(initargs=("configure",))
+    options = config.pool_options("p", initargs=("own",))
+    assert options.initargs == ("own",)
+    assert config.pool_options("p").initargs == ("configure",)
+    assert config.pool_options("p").restart_on_error is True  # only the file sets it
+
+
+def test_resolve_callable_imports_strings_and_passes_callables() -> None:
+    assert config.resolve_callable(None, "initializer") is None
+    assert config.resolve_callable(_setup_hook, "initializer") is _setup_hook
+    assert config.resolve_callable("os.path:join", "finalizer") is os.path.join
+    assert config.resolve_callable("collections:OrderedDict.fromkeys", "x") is not None
+    with pytest.raises(ConfigError, match=r"finalizer='os:nope': cannot import it"):
+        config.resolve_callable("os:nope", "finalizer")

@@ -44,7 +44,7 @@ cdef class Worker:
     cdef PyThread_type_lock _wake
     cdef bint _busy
     cdef bint _retired
-    cdef Job _job               # the async job it is running, else None
+    cdef PyObject *_job         # the async job it runs (borrowed: its work() holds it)
     cdef Py_ssize_t _jobs_run   # jobs it has run (written by its own thread only)
     cdef public object thread
     cdef public object name
@@ -62,15 +62,14 @@ cdef class Job:
     cdef Queue _queue
     cdef Owner _owner_token
     cdef int _state
-    cdef object _result
+    cdef object _result     # the result; once _exception is set, its own traceback
     cdef object _exception
-    cdef object _tb         # the exception's own traceback, restored on every re-raise
     cdef list _listeners    # Waiters and done callbacks; None until there is one
 
     cdef int _wait(self, object timeout) except -1
     cdef bint _unwait(self, Waiter waiter) except? -1
     cdef object _outcome(self)
-    cdef Queue _q(self)
+    cdef inline Queue _q(self)
 
 
 @cython.final

@@ -105,6 +105,8 @@ if oj_lock_init(&_serial_lock) != 0:
     raise MemoryError("cannot initialise a lock")
 _STATE_NAMES = ("pending", "running", "finished", "cancelled")
 _REPLACING = "; replacing its worker"
+# An int timeout above this is forever (threading.TIMEOUT_MAX is about 9.2e9 seconds).
+cdef object _FOREVER_INT = 2**62
 
 
 # ----------------------------------------------------------------------------
@@ -119,13 +121,14 @@ cpdef double seconds(object timeout, str what="timeout") except? -2.0:
     cdef double value
     if timeout is None:
         return -1.0
-    if isinstance(timeout, timedelta):
+    if type(timeout) is float:  # the common case first, with no conversion call
+        value = <double>timeout
+    elif isinstance(timeout, timedelta):
         value = timeout.total_seconds()
     elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        try:
-            value = timeout
-        except OverflowError:  # an int beyond float range
-            return -1.0
+        if isinstance(timeout, int) and timeout > _FOREVER_INT:
+            return -1.0  # compared exactly, before a conversion that could overflow
+        value = timeout
     else:
         raise TypeError(
             f"{what} must be a number of seconds, a timedelta or None, "
@@ -288,11 +291,6 @@ cdef class Worker:
         """Jobs this worker has run, the one it is running now included."""
         return self._jobs_run
 
-    @property
-    def current_job(self):
-        """The async Job this worker is running, or None."""
-        return self._job
-
     def __repr__(self):
         return f"<Worker {self.name!r} {'busy' if self._busy else 'idle'}>"
 
@@ -413,7 +411,7 @@ cdef class Job:
         return (f"<Job ref={self.ref} pool={self.pool!r} fn={name} "
                 f"{_STATE_NAMES[self._state]}>")
 
-    cdef Queue _q(self):
+    cdef inline Queue _q(self):
         # Every method that takes the queue lock goes through here: a Job made by
         # Job.__new__(Job) has no queue, and must not lock memory through None.
         if self._queue is None:
@@ -425,7 +423,8 @@ cdef class Job:
             raise CancelledError()
         if self._exception is not None:
             # From its own traceback each time, so re-reading never grows it.
-            raise self._exception.with_traceback(self._tb)
+            # (_result holds that traceback: a failed job has no result to keep.)
+            raise self._exception.with_traceback(self._result)
         return self._result
 
     cdef int _wait(self, object timeout) except -1:
@@ -883,7 +882,7 @@ cdef class Queue:
                     run = False
                 else:
                     job._state = RUNNING
-                    worker._job = job  # replaces None: frees nothing under the mutex
+                    worker._job = s.job  # borrowed: the local job holds it until cleared
             if run:
                 worker._jobs_run += 1
             oj_unlock(&self._mutex)
@@ -940,11 +939,11 @@ cdef class Queue:
                 tb = exc.__traceback__
                 oj_lock(&self._mutex)
                 job._exception = exc
-                job._tb = tb
+                job._result = tb  # see _outcome
                 job._state = FINISHED
                 listeners = job._listeners
                 job._listeners = None
-                worker._job = None  # the local job still holds it: nothing is freed
+                worker._job = NULL
                 oj_unlock(&self._mutex)
                 if listeners is not None:
                     escaped = _notify(job, listeners)
@@ -959,7 +958,7 @@ cdef class Queue:
             job._state = FINISHED
             listeners = job._listeners
             job._listeners = None
-            worker._job = None
+            worker._job = NULL
             oj_unlock(&self._mutex)
             result = None
             if listeners is not None:
@@ -979,7 +978,7 @@ cdef class Queue:
             oj_unlock(&self._mutex)
             return 0
         job._exception = exc
-        job._tb = tb
+        job._result = tb  # see _outcome
         job._state = FINISHED
         listeners = job._listeners
         job._listeners = None
@@ -993,10 +992,13 @@ cdef class Queue:
     def abandon(self, Worker worker not None, exc):
         """The worker is gone (it did not survive a fork, or its process died): fail
         the async job it was running, if any, with exc. True if there was one."""
-        cdef Job job
+        cdef Job job = None
         oj_lock(&self._mutex)
-        job = worker._job
-        worker._job = None  # the local job still holds it: nothing is freed
+        if worker._job != NULL:
+            # Still referenced by the work() that runs it (or, after a fork, by the frame
+            # of a thread that no longer exists): alive, so safe to take a reference.
+            job = <Job>worker._job
+            worker._job = NULL
         oj_unlock(&self._mutex)
         if job is None:
             return False

@@ -279,11 +279,6 @@ class Worker:
         """Jobs this worker has run, the one it is running now included."""
         return self._jobs_run
 
-    @property
-    def current_job(self) -> Job[Any] | None:
-        """The async Job this worker is running, or None."""
-        return self._job
-
     def __repr__(self) -> str:
         return f"<Worker {self.name!r} {'busy' if self._busy else 'idle'}>"
 
