@@ -81,6 +81,15 @@ def current_worker() -> WorkerInfo | None:
     return WorkerInfo(pool, worker.name, index, worker.jobs_run)
 
 
+def _warn(message: str, *args: object) -> None:
+    # Where the OS is short of threads or memory, logging may fail too: that must not end
+    # the retries that get the pool its workers back.
+    try:
+        logger.warning(message, *args)
+    except Exception:
+        pass
+
+
 class _Crash(NamedTuple):
     exc: BaseException
     in_initializer: bool
@@ -312,7 +321,7 @@ class WorkerSupervisor:
                     refused += 1
                     delay = min(RETRY_FIRST * 2 ** (refused - 1), RETRY_MAX)
                     if refused == 1 or (delay == RETRY_MAX and refused % 60 == 0):
-                        logger.warning(
+                        _warn(
                             "pool %r: cannot start a thread for worker %d (%s); retrying",
                             self.pool,
                             index,
@@ -320,9 +329,7 @@ class WorkerSupervisor:
                         )
                     continue
                 if refused:
-                    logger.warning(
-                        "pool %r: worker %d started after %d refusals", self.pool, index, refused
-                    )
+                    _warn("pool %r: worker %d started after %d refusals", self.pool, index, refused)
                 return
 
     def _break(self, exc: BaseException) -> None:
