@@ -27,7 +27,7 @@ cdef struct Slot:
 @cython.final
 cdef class Owner:
     # Stands for one thread: alive until that thread's thread-locals are torn down.
-    cdef readonly bint alive
+    cdef bint _alive
 
 
 @cython.final

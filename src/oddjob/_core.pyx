@@ -62,6 +62,39 @@ cdef extern from *:
     bint OJ_FREE_THREADED
 
 
+cdef extern from *:
+    """
+    /* Fields that one thread writes (under the queue mutex) and another reads without
+       it: a Job's state, the queue's lengths, a worker's busy flag, an owner's liveness,
+       the closed flag. On 3.13+ (free-threaded builds among them) they are atomics: a
+       state is stored with release order after the result it publishes, and loaded with
+       acquire order, so a reader that sees FINISHED sees the result too (on arm64 as on
+       x86-64); the rest are relaxed. Before 3.13 there is always a GIL, which orders
+       plain accesses. */
+    #if PY_VERSION_HEX >= 0x030D0000
+    #define oj_load_state(p) _Py_atomic_load_int_acquire(p)
+    #define oj_set_state(p, v) _Py_atomic_store_int_release((p), (v))
+    #define oj_load_flag(p) _Py_atomic_load_int_relaxed(p)
+    #define oj_set_flag(p, v) _Py_atomic_store_int_relaxed((p), (v))
+    #define oj_load_size(p) _Py_atomic_load_ssize_relaxed(p)
+    #define oj_set_size(p, v) _Py_atomic_store_ssize_relaxed((p), (v))
+    #else
+    #define oj_load_state(p) (*(p))
+    #define oj_set_state(p, v) (*(p) = (v))
+    #define oj_load_flag(p) (*(p))
+    #define oj_set_flag(p, v) (*(p) = (v))
+    #define oj_load_size(p) (*(p))
+    #define oj_set_size(p, v) (*(p) = (v))
+    #endif
+    """
+    int oj_load_state(int *) nogil
+    void oj_set_state(int *, int) nogil
+    bint oj_load_flag(bint *) nogil
+    void oj_set_flag(bint *, bint) nogil
+    Py_ssize_t oj_load_size(Py_ssize_t *) nogil
+    void oj_set_size(Py_ssize_t *, Py_ssize_t) nogil
+
+
 cdef extern from "Python.h":
     void _incref "Py_INCREF"(PyObject *) nogil
     void _xincref "Py_XINCREF"(PyObject *) nogil
@@ -159,7 +192,11 @@ cdef object _log_callback_error(object job, object callback):
 @cython.final
 cdef class Owner:
     def __init__(self):
-        self.alive = True
+        oj_set_flag(&self._alive, True)
+
+    @property
+    def alive(self):
+        return oj_load_flag(&self._alive)
 
 
 @cython.final
@@ -169,7 +206,7 @@ cdef class _OwnerGuard:
 
     def __dealloc__(self):
         if self.owner is not None:
-            self.owner.alive = False
+            oj_set_flag(&self.owner._alive, False)
 
 
 cdef Owner _current_owner():
@@ -280,7 +317,7 @@ cdef class Worker:
     @property
     def busy(self):
         """True from taking a job until the worker next finds the queue empty."""
-        return self._busy
+        return oj_load_flag(&self._busy)
 
     @property
     def retired(self):
@@ -292,7 +329,7 @@ cdef class Worker:
         return self._jobs_run
 
     def __repr__(self):
-        return f"<Worker {self.name!r} {'busy' if self._busy else 'idle'}>"
+        return f"<Worker {self.name!r} {'busy' if oj_load_flag(&self._busy) else 'idle'}>"
 
 
 cdef inline void _wake(PyObject *worker) noexcept:
@@ -338,13 +375,13 @@ cdef class Job:
         return True
 
     def done(self):
-        return self._state >= FINISHED
+        return oj_load_state(&self._state) >= FINISHED
 
     def cancelled(self):
-        return self._state == CANCELLED
+        return oj_load_state(&self._state) == CANCELLED
 
     def running(self):
-        return self._state == RUNNING
+        return oj_load_state(&self._state) == RUNNING
 
     def cancel(self):
         """Cancel the job if it is still queued; True if it is (now) cancelled."""
@@ -352,7 +389,7 @@ cdef class Job:
         cdef list listeners = None
         oj_lock(&q._mutex)
         if self._state == PENDING:
-            self._state = CANCELLED
+            oj_set_state(&self._state, CANCELLED)
             listeners = self._listeners
             self._listeners = None
         elif self._state != CANCELLED:
@@ -378,7 +415,7 @@ cdef class Job:
         """Wait like result(), then return the job's exception (None if it succeeded)."""
         if not self._wait(timeout):
             raise TimeoutError(f"job {self.ref} did not finish within {timeout} seconds")
-        if self._state == CANCELLED:
+        if oj_load_state(&self._state) == CANCELLED:
             raise CancelledError()
         return self._exception
 
@@ -409,7 +446,7 @@ cdef class Job:
     def __repr__(self):
         name = getattr(self.function, "__qualname__", None) or repr(self.function)
         return (f"<Job ref={self.ref} pool={self.pool!r} fn={name} "
-                f"{_STATE_NAMES[self._state]}>")
+                f"{_STATE_NAMES[oj_load_state(&self._state)]}>")
 
     cdef inline Queue _q(self):
         # Every method that takes the queue lock goes through here: a Job made by
@@ -419,7 +456,7 @@ cdef class Job:
         return self._queue
 
     cdef object _outcome(self):
-        if self._state == CANCELLED:
+        if oj_load_state(&self._state) == CANCELLED:
             raise CancelledError()
         if self._exception is not None:
             # From its own traceback each time, so re-reading never grows it.
@@ -433,10 +470,10 @@ cdef class Job:
         cdef Queue q = self._q()
         cdef Waiter waiter
         cdef int got
-        if self._state >= FINISHED:
+        if oj_load_state(&self._state) >= FINISHED:
             return 1
         if t == 0.0:
-            return self._state >= FINISHED
+            return 0
         waiter = _get_waiter()
         fresh = [waiter]  # built before locking: allocation may run the GC
         oj_lock(&q._mutex)
@@ -518,7 +555,7 @@ def wait_many(jobs, timeout=5.0):
         item = seq[i]
         if type(item) is Job:
             job = <Job>item
-            if job._state == FINISHED and job._exception is not None:
+            if oj_load_state(&job._state) == FINISHED and job._exception is not None:
                 job._outcome()
         elif not getattr(type(item), "__oddjob_job__", False):
             raise TypeError(f"await_many takes Jobs, got {type(item).__name__} at index {i}")
@@ -573,7 +610,7 @@ cdef object _drop(Queue q, Slot *taken, Py_ssize_t n):
         oj_track(taken[i].job)
         job = <Job>taken[i].job
         try:
-            if job._state != PENDING:
+            if oj_load_state(&job._state) != PENDING:
                 continue
             if q._broken is not None:
                 q._fail(job, _closed_error(q))
@@ -682,7 +719,7 @@ cdef class Queue:
         # Most recently idled first: its stack and caches are warmest.
         if self._idle_count == 0:
             return NULL
-        self._idle_count -= 1
+        oj_set_size(&self._idle_count, self._idle_count - 1)
         return self._idle[self._idle_count]
 
     cdef int _push_idle(self, Worker w) noexcept:
@@ -696,8 +733,8 @@ cdef class Queue:
             self._idle_cap *= 2
         _incref(<PyObject *>w)
         self._idle[self._idle_count] = <PyObject *>w
-        self._idle_count += 1
-        w._busy = False
+        oj_set_size(&self._idle_count, self._idle_count + 1)
+        oj_set_flag(&w._busy, False)
         return 0
 
     cdef Job _new_job(self, object fn, object args, object kwargs, Owner owner, bint one_arg):
@@ -754,7 +791,7 @@ cdef class Queue:
         if job != NULL:
             self._next_ref += 1
             (<Job>job)._ref = self._next_ref
-        self._count += 1
+        oj_set_size(&self._count, self._count + 1)
 
     cdef inline void _unlock_and_wake(self) noexcept:
         # Wake one idle worker, if any; woken workers wake the next while work remains.
@@ -846,7 +883,7 @@ cdef class Queue:
         while True:
             oj_lock(&self._mutex)
             if worker._retired or (self._count == 0 and self._closed):
-                worker._busy = False
+                oj_set_flag(&worker._busy, False)
                 # Retired just after a pusher picked it: pass that wake-up on.
                 idle = self._take_idle() if self._count else NULL
                 oj_unlock(&self._mutex)
@@ -865,8 +902,8 @@ cdef class Queue:
                 continue
             s = self._slots[self._head]
             self._head = (self._head + 1) & (self._cap - 1)
-            self._count -= 1
-            worker._busy = True
+            oj_set_size(&self._count, self._count - 1)
+            oj_set_flag(&worker._busy, True)
             idle = self._take_idle() if self._count else NULL
             listeners = None
             run = True
@@ -874,14 +911,14 @@ cdef class Queue:
                 job = <Job>s.job
                 if job._state != PENDING:
                     run = False  # cancelled while queued
-                elif not job._owner_token.alive:
+                elif not oj_load_flag(&job._owner_token._alive):
                     # Linked to a thread that died before the job started: drop it.
-                    job._state = CANCELLED
+                    oj_set_state(&job._state, CANCELLED)
                     listeners = job._listeners
                     job._listeners = None
                     run = False
                 else:
-                    job._state = RUNNING
+                    oj_set_state(&job._state, RUNNING)
                     worker._job = s.job  # borrowed: the local job holds it until cleared
             if run:
                 worker._jobs_run += 1
@@ -940,7 +977,7 @@ cdef class Queue:
                 oj_lock(&self._mutex)
                 job._exception = exc
                 job._result = tb  # see _outcome
-                job._state = FINISHED
+                oj_set_state(&job._state, FINISHED)  # after what it publishes
                 listeners = job._listeners
                 job._listeners = None
                 worker._job = NULL
@@ -955,7 +992,7 @@ cdef class Queue:
                 continue
             oj_lock(&self._mutex)
             job._result = result
-            job._state = FINISHED
+            oj_set_state(&job._state, FINISHED)  # after what it publishes
             listeners = job._listeners
             job._listeners = None
             worker._job = NULL
@@ -979,7 +1016,7 @@ cdef class Queue:
             return 0
         job._exception = exc
         job._result = tb  # see _outcome
-        job._state = FINISHED
+        oj_set_state(&job._state, FINISHED)
         listeners = job._listeners
         job._listeners = None
         oj_unlock(&self._mutex)
@@ -1029,7 +1066,7 @@ cdef class Queue:
         if broken is not None and not isinstance(broken, BaseException):
             raise TypeError(f"broken must be an exception, not {type(broken).__name__}")
         oj_lock(&self._mutex)
-        self._closed = True
+        oj_set_flag(&self._closed, True)
         if broken is not None and self._broken is None:
             self._broken = broken  # replaces None: frees nothing under the mutex
         if (cancel_pending or self._broken is not None) and self._count:
@@ -1050,7 +1087,7 @@ cdef class Queue:
                 found = self._idle[i]
                 memmove(&self._idle[i], &self._idle[i + 1],
                         (self._idle_count - i - 1) * sizeof(PyObject *))
-                self._idle_count -= 1
+                oj_set_size(&self._idle_count, self._idle_count - 1)
                 break
         oj_unlock(&self._mutex)
         if found != NULL:
@@ -1068,7 +1105,7 @@ cdef class Queue:
                 PyThread_release_lock((<Worker>self._idle[i])._wake)
             if out != NULL:
                 out[i] = self._idle[i]
-        self._idle_count = 0
+        oj_set_size(&self._idle_count, 0)
         return out
 
     cdef Slot *_take_all(self, Py_ssize_t *n) noexcept nogil:
@@ -1081,7 +1118,7 @@ cdef class Queue:
         for i in range(self._count):
             taken[i] = self._slots[(self._head + i) & (self._cap - 1)]
         n[0] = self._count
-        self._count = 0
+        oj_set_size(&self._count, 0)
         self._head = 0
         return taken
 
@@ -1098,7 +1135,7 @@ cdef class Queue:
         if not in_child:
             oj_unlock(&self._mutex)
             return
-        self._closed = True
+        oj_set_flag(&self._closed, True)
         if self._count:
             taken = self._take_all(&n)
         idle = self._detach_idle(&n_idle, False)
@@ -1110,16 +1147,19 @@ cdef class Queue:
 
     @property
     def closed(self):
-        return self._closed
+        return oj_load_flag(&self._closed)
 
     @property
     def broken(self):
         """The exception that broke the pool (see close), or None."""
-        return self._broken
+        oj_lock(&self._mutex)
+        broken = self._broken
+        oj_unlock(&self._mutex)
+        return broken
 
     def __len__(self):
         """Number of queued jobs (cancelled async jobs count until a worker skips them)."""
-        return self._count
+        return oj_load_size(&self._count)
 
     def snapshot(self):
         """Queued jobs in FIFO order, as (function, args, kwargs, job) tuples; job is
@@ -1147,7 +1187,7 @@ cdef class Queue:
                 s = &copy[i]
                 if s.job != NULL:
                     job = <Job>s.job
-                    if job._state == PENDING:
+                    if oj_load_state(&job._state) == PENDING:
                         out.append((job.function, job.args, dict(job.kwargs), job))
                 elif s.flags & SLOT_ONE_ARG:
                     out.append((<object>s.fn, (<object>s.args,), {}, None))
@@ -1164,10 +1204,11 @@ cdef class Queue:
         return out
 
     def idle_count(self):
-        return self._idle_count
+        return oj_load_size(&self._idle_count)
 
     def __repr__(self):
-        return f"<Queue {self.name!r} queued={self._count} idle={self._idle_count}>"
+        return (f"<Queue {self.name!r} queued={oj_load_size(&self._count)} "
+                f"idle={oj_load_size(&self._idle_count)}>")
 
 
 # ----------------------------------------------------------------------------

@@ -967,7 +967,10 @@ class Queue:
             for worker in self._idle:
                 worker._wake.release()
             self._idle.clear()
-        return _drop(self, taken)
+        # Nothing to drop is the common case, and the only one at interpreter teardown,
+        # where an Executor's weakref callback closes its queue after module globals
+        # (_drop among them) may already be None.
+        return _drop(self, taken) if taken else 0
 
     def retire(self, worker: Worker) -> None:
         """Ask one worker to exit after its current job (the queue stays as it is)."""
