@@ -226,3 +226,45 @@ def test_await_timeouts_racing_completion_on_single_jobs(make_pool):
 
     run_threads(awaiter, 4, timeout=STRESS_WAIT)
     assert not problems, problems[:5]
+
+
+@pytest.mark.parametrize("call", ["perform_many", "async_perform_many"])
+def test_a_batch_list_resized_by_other_threads_while_it_is_queued(make_pool, call):
+    """The caller's list may change while it is being queued (without the GIL, at any
+    moment): each batch queues some consistent length of it, every queued item is one
+    the list held, and nothing overruns the ring (this crashed the compiled core on
+    free-threaded CPython, which read the length twice)."""
+    pool = make_pool(1)
+    release = threading.Event()
+    oddjob.perform(pool, release.wait, STRESS_WAIT)  # nothing runs until the end
+    shared = list(range(64))
+    stop = threading.Event()
+
+    def resize() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            if n % 2:
+                shared.extend(range(1000, 1064))
+            else:
+                del shared[32:]
+
+    resizers = [threading.Thread(target=resize) for _ in range(2)]
+    for t in resizers:
+        t.start()
+    seen = []
+    queued = 0
+    try:
+        for _ in range(2000):
+            before = len(oddjob.whereis(pool).queue)  # type: ignore[union-attr]
+            getattr(oddjob, call)(pool, shared, seen.append)
+            added = len(oddjob.whereis(pool).queue) - before  # type: ignore[union-attr]
+            assert 0 <= added <= 64 * 3, added
+            queued += added
+    finally:
+        stop.set()
+        join_all(resizers)
+    release.set()
+    last = oddjob.async_perform(pool, len, seen)  # FIFO: it runs after every batch item
+    assert oddjob.await_(last, STRESS_WAIT) == queued
+    assert set(seen) <= set(range(64)) | set(range(1000, 1064))

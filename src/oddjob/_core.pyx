@@ -847,6 +847,8 @@ cdef class Queue:
         cdef Py_ssize_t i
         _check_callable(fn)
         cdef list batch = items if type(items) is list else list(items)
+        if OJ_FREE_THREADED and batch is items:
+            batch = list(batch)  # as in push_many: the caller's list may be resized
         cdef Owner owner = _current_owner()
         # The item itself, not a 1-tuple: one GC-tracked object fewer per job.
         cdef list jobs = [self._new_job(fn, item, None, owner, True) for item in batch]
