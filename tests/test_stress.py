@@ -15,7 +15,7 @@ from concurrent.futures import CancelledError
 import pytest
 
 import oddjob
-from support import WAIT, join_all, run_threads
+from support import WAIT, block_workers, join_all, run_threads
 
 SUBMITTERS = 8
 # Jobs each submitter sends in the default run (8 x 50,000 = 400,000 per core).
@@ -236,7 +236,7 @@ def test_a_batch_list_resized_by_other_threads_while_it_is_queued(make_pool, cal
     free-threaded CPython, which read the length twice)."""
     pool = make_pool(1)
     release = threading.Event()
-    oddjob.perform(pool, release.wait, STRESS_WAIT)  # nothing runs until the end
+    block_workers(pool, 1, release)  # running, not queued: nothing else runs until the end
     shared = list(range(64))
     stop = threading.Event()
 
