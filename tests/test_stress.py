@@ -252,7 +252,7 @@ def test_a_batch_list_resized_by_other_threads_while_it_is_queued(make_pool, cal
     resizers = [threading.Thread(target=resize) for _ in range(2)]
     for t in resizers:
         t.start()
-    seen = []
+    seen: list[int] = []
     queued = 0
     try:
         for _ in range(2000):
