@@ -1151,14 +1151,6 @@ cdef class Queue:
     def closed(self):
         return oj_load_flag(&self._closed)
 
-    @property
-    def broken(self):
-        """The exception that broke the pool (see close), or None."""
-        oj_lock(&self._mutex)
-        broken = self._broken
-        oj_unlock(&self._mutex)
-        return broken
-
     def __len__(self):
         """Number of queued jobs (cancelled async jobs count until a worker skips them)."""
         return oj_load_size(&self._count)

@@ -1009,11 +1009,6 @@ class Queue:
     def closed(self) -> bool:
         return self._closed
 
-    @property
-    def broken(self) -> BaseException | None:
-        """The exception that broke the pool (see close), or None."""
-        return self._broken
-
     def __len__(self) -> int:
         """Number of queued jobs (cancelled async jobs count until a worker skips them)."""
         return len(self._slots)

@@ -7,7 +7,6 @@ Pool.perform(...) --> core Queue.push --> worker thread: Queue.work() --> fn(...
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import partial
@@ -153,7 +152,7 @@ class Pool:
         """
         # Every argument is checked before anything changes: a call that raises here
         # leaves the pool running.
-        limit = _backend.core.seconds(timeout)
+        end = registry.deadline(timeout)
         wait = _flag(wait, "wait")
         cancel_pending = _flag(cancel_pending, "cancel_pending")
         registry.unregister(self)
@@ -163,7 +162,7 @@ class Pool:
         if self._supervisor is not None:
             self._supervisor.stopping()
         if wait:
-            self.join(None if limit < 0 else time.monotonic() + limit)
+            self.join(end)
 
     def join(self, deadline: float | None = None) -> None:
         """Wait for the workers of a stopped pool to exit (``deadline``: monotonic time)."""

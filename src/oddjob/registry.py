@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import _backend, config
@@ -119,22 +120,44 @@ def running() -> list[Pool]:
         return list(_pools.values())
 
 
-def stop_all(timeout: float | None = None, cancel_pending: bool = False) -> None:
-    """Stop every running pool, draining them within one overall ``timeout``."""
-    limit = -1.0 if timeout is None else _backend.core.seconds(timeout)
-    deadline = None if limit < 0 else time.monotonic() + limit  # beyond TIMEOUT_MAX: forever
-    pools = running()
+def deadline(timeout: float | timedelta | None) -> float | None:
+    """The monotonic time ``timeout`` (seconds, timedelta or None) from now, or None
+    for forever (None, or longer than the platform can wait).
+
+    Raises:
+        TypeError, ValueError: not a valid timeout.
+    """
+    limit = _backend.core.seconds(timeout)
+    return None if limit < 0 else time.monotonic() + limit
+
+
+def stop_pools(
+    pools: list[Pool], timeout: float | timedelta | None = None, cancel_pending: bool = False
+) -> list[Pool]:
+    """Stop every pool first, then wait for them all within one overall ``timeout``.
+
+    Returns:
+        The pools whose workers were still running at the deadline (stopped all the same).
+    """
+    end = deadline(timeout)
     for pool in pools:
         try:
             pool.stop(wait=False, cancel_pending=cancel_pending)
-        except PoolNotFoundError:  # stopped meanwhile
+        except PoolNotFoundError:  # stopped meanwhile: still wait for it
             pass
+    late = []
     for pool in pools:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            pool.join(None if left is None else time.monotonic() + left)
+            pool.join(end)
         except TimeoutError:
-            logger.warning("pool %r did not drain within %s seconds at exit", pool.name, timeout)
+            late.append(pool)
+    return late
+
+
+def stop_all(timeout: float | None = None, cancel_pending: bool = False) -> None:
+    """Stop every running pool, draining them within one overall ``timeout``."""
+    for pool in stop_pools(running(), timeout, cancel_pending):
+        logger.warning("pool %r did not drain within %s seconds at exit", pool.name, timeout)
 
 
 # -- process lifecycle ------------------------------------------------------------

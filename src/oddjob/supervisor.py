@@ -3,15 +3,14 @@ stops a list of them together, in the shape of OddJob's OTP child specs."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from . import _backend
+from . import registry
 from .config import PoolOptions
-from .errors import ConfigError, PoolNotFoundError
+from .errors import ConfigError
 from .pool import Pool
 
 __all__ = ["Supervisor", "child_spec", "parse_child", "start_link"]
@@ -165,26 +164,12 @@ class Supervisor:
                 (the message names them; they are stopped all the same and exit once
                 their jobs end).
         """
-        limit = _backend.core.seconds(timeout)
-        deadline = None if limit < 0 else time.monotonic() + limit
         pools, self._pools = self._pools, []
-        stopped = []
-        for pool in reversed(pools):
-            try:
-                pool.stop(wait=False)
-            except PoolNotFoundError:  # stopped by someone else already: still wait for it
-                pass
-            stopped.append(pool)
-        late = []
-        for pool in stopped:
-            try:
-                pool.join(deadline)
-            except TimeoutError:
-                late.append(pool.name)
+        late = registry.stop_pools(list(reversed(pools)), timeout)
         if late:
             raise TimeoutError(
-                f"Supervisor.stop: the workers of {', '.join(map(repr, late))} were still "
-                f"running after {timeout} seconds; every child is stopped"
+                f"Supervisor.stop: the workers of {', '.join(repr(p.name) for p in late)} "
+                f"were still running after {timeout} seconds; every child is stopped"
             )
 
     def __enter__(self) -> Supervisor:
