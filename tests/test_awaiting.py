@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import CancelledError
 from datetime import timedelta
 
 import pytest
@@ -208,3 +209,127 @@ def test_await_many_accepts_any_iterable_of_jobs(make_pool):
     jobs = oddjob.async_perform_many(pool, range(4), lambda x: x + 1)
     assert oddjob.await_many(iter(jobs), timeout=WAIT) == [1, 2, 3, 4]
     assert oddjob.await_many(tuple(jobs), timeout=WAIT) == [1, 2, 3, 4]
+
+
+def test_await_many_raises_a_failure_while_later_jobs_still_run(make_pool):
+    # Waiting for all of them at once must still wake at the first failure, not at the
+    # last job's end.
+    pool = make_pool(3)
+    release = gate()
+    started = threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(WAIT)
+        return "slow"
+
+    def boom():
+        assert started.wait(WAIT)
+        raise LookupError("boom")
+
+    jobs = [
+        oddjob.async_perform(pool, lambda: "ok"),
+        oddjob.async_perform(pool, boom),
+        oddjob.async_perform(pool, slow),
+    ]
+    with pytest.raises(LookupError, match="boom"):
+        oddjob.await_many(jobs, timeout=WAIT)
+    assert not jobs[2].done()  # raised while the slow job still ran
+    release.set()
+    assert oddjob.await_(jobs[2], timeout=WAIT) == "slow"
+
+
+def test_await_many_waits_in_order_for_an_earlier_job_when_a_later_one_fails(make_pool):
+    # The first failure in order wins: a later job's failure wakes the wait, but an
+    # earlier job still running is waited for, and its own failure is the one raised.
+    pool = make_pool(2)
+    later_failed = threading.Event()
+
+    def earlier():
+        assert later_failed.wait(WAIT)
+        time.sleep(0.05)  # still running when the wait wakes up
+        raise KeyError("earlier")
+
+    def later():
+        try:
+            raise ValueError("later")
+        finally:
+            later_failed.set()
+
+    jobs = [oddjob.async_perform(pool, earlier), oddjob.async_perform(pool, later)]
+    with pytest.raises(KeyError, match="earlier"):
+        oddjob.await_many(jobs, timeout=WAIT)
+    assert jobs[0].done() and jobs[1].done()
+
+
+def test_await_many_raises_cancelled_while_other_jobs_still_run(make_pool):
+    pool = make_pool(1)
+    release = gate()
+    blocker = oddjob.async_perform(pool, lambda: release.wait(WAIT))
+    queued = oddjob.async_perform(pool, str)
+    canceller = threading.Timer(0.05, queued.cancel)
+    canceller.start()
+    try:
+        with pytest.raises(CancelledError):
+            oddjob.await_many([queued, blocker], timeout=WAIT)
+        assert not blocker.done()
+    finally:
+        canceller.join(WAIT)
+        release.set()
+    assert oddjob.await_(blocker, timeout=WAIT) is True
+
+
+def test_jobs_finishing_after_an_await_many_timed_out_do_not_cut_a_later_wait_short(
+    make_pool,
+):
+    # The first job is still running when its turn comes, and so is the second: the call
+    # then sleeps once for the rest, and times out. Those jobs still count down when
+    # they finish; that must reach nothing the thread waits on later.
+    pool = make_pool(4)
+    first, second = gate(), gate()
+    jobs = [oddjob.async_perform(pool, lambda: time.sleep(0.02) or "soon")]
+    jobs += [oddjob.async_perform(pool, lambda: first.wait(WAIT)) for _ in range(2)]
+    with pytest.raises(TimeoutError):
+        oddjob.await_many(jobs, timeout=0.3)
+    assert jobs[0].done() and not jobs[1].done()
+    late = oddjob.async_perform(pool, lambda: second.wait(WAIT) and "late")
+    first.set()
+    assert oddjob.await_many(jobs, timeout=WAIT) == ["soon", True, True]
+    with pytest.raises(TimeoutError):
+        oddjob.await_(late, timeout=0.1)
+    with pytest.raises(TimeoutError):
+        oddjob.await_many([late, late], timeout=0.1)
+    second.set()
+    assert oddjob.await_many([late, late], timeout=WAIT) == ["late", "late"]
+
+
+def test_await_many_sleeping_for_the_rest_still_wakes_at_a_failure(make_pool):
+    # Two jobs not done in turn make the call sleep once for all the rest; a failure
+    # among them must end that sleep while a later job still runs, and the earlier job
+    # still running is waited for first (the first failure in order wins).
+    pool = make_pool(4)
+    release, opened = gate(), gate()
+    threading.Timer(0.05, opened.set).start()
+    failed = threading.Event()
+
+    def boom():
+        assert opened.wait(WAIT)
+        raise LookupError("boom")
+
+    def after_boom():
+        assert failed.wait(WAIT)
+        time.sleep(0.05)
+        return "after"
+
+    jobs = [
+        oddjob.async_perform(pool, lambda: opened.wait(WAIT) and "first"),
+        oddjob.async_perform(pool, after_boom),
+        oddjob.async_perform(pool, boom),
+        oddjob.async_perform(pool, lambda: release.wait(WAIT)),
+    ]
+    jobs[2].add_done_callback(lambda _job: failed.set())
+    with pytest.raises(LookupError, match="boom"):
+        oddjob.await_many(jobs, timeout=WAIT)
+    assert jobs[1].done() and not jobs[3].done()
+    release.set()
+    assert oddjob.await_(jobs[3], timeout=WAIT) is True

@@ -12,6 +12,7 @@ cdef extern from "_lock.h":
     void oj_lock_free(oj_lock_t *lock)
     void oj_lock(oj_lock_t *lock)
     void oj_unlock(oj_lock_t *lock) nogil
+    void oj_cpu_relax() nogil
 
 
 # One queued job: four pointers and a flag, no per-job Python object for
@@ -40,12 +41,21 @@ cdef class Waiter:
 
 
 @cython.final
+cdef class _Countdown:
+    # One wake-up for a whole await_many (see wait_many).
+    cdef Waiter waiter
+    cdef Py_ssize_t remaining
+    cdef bint released
+    cdef void count(self, bint failed) noexcept
+
+
+@cython.final
 cdef class Worker:
     cdef PyThread_type_lock _wake
     cdef bint _busy
     cdef bint _retired
     cdef PyObject *_job         # the async job it runs (borrowed: its work() holds it)
-    cdef Py_ssize_t _jobs_run   # jobs it has run (written by its own thread only)
+    cdef Py_ssize_t _jobs_run   # jobs it has run (its own thread writes, others read)
     cdef public object thread
     cdef public object name
 
@@ -67,6 +77,7 @@ cdef class Job:
     cdef list _listeners    # Waiters and done callbacks; None until there is one
 
     cdef int _wait(self, object timeout) except -1
+    cdef bint _listen(self, _Countdown countdown) except -1
     cdef bint _unwait(self, Waiter waiter) except? -1
     cdef object _outcome(self)
     cdef inline Queue _q(self)
@@ -84,6 +95,7 @@ cdef class Queue:
     cdef Py_ssize_t _idle_count
     cdef Py_ssize_t _idle_cap
     cdef bint _closed
+    cdef bint _spinning     # a worker spins for work before sleeping (free-threaded only)
     cdef object _broken     # the initializer's exception once the pool is broken, else None
     cdef unsigned long long _serial
     cdef unsigned long long _next_ref

@@ -72,27 +72,40 @@ cdef extern from *:
        x86-64); the rest are relaxed. Before 3.13 there is always a GIL, which orders
        plain accesses. */
     #if PY_VERSION_HEX >= 0x030D0000
+    static inline long long oj_now_ns(void) {
+        PyTime_t t = 0;
+        (void)PyTime_MonotonicRaw(&t);  /* callable detached; fails never in practice */
+        return (long long)t;
+    }
     #define oj_load_state(p) _Py_atomic_load_int_acquire(p)
     #define oj_set_state(p, v) _Py_atomic_store_int_release((p), (v))
     #define oj_load_flag(p) _Py_atomic_load_int_relaxed(p)
     #define oj_set_flag(p, v) _Py_atomic_store_int_relaxed((p), (v))
     #define oj_load_size(p) _Py_atomic_load_ssize_relaxed(p)
     #define oj_set_size(p, v) _Py_atomic_store_ssize_relaxed((p), (v))
+    #define oj_dec_size(p) _Py_atomic_add_ssize((p), -1)
+    #define oj_swap_flag(p, v) _Py_atomic_exchange_int((p), (v))
     #else
+    #define oj_now_ns() 0LL  /* never called: no free-threaded build before 3.13 */
     #define oj_load_state(p) (*(p))
     #define oj_set_state(p, v) (*(p) = (v))
     #define oj_load_flag(p) (*(p))
     #define oj_set_flag(p, v) (*(p) = (v))
     #define oj_load_size(p) (*(p))
     #define oj_set_size(p, v) (*(p) = (v))
+    static inline Py_ssize_t oj_dec_size(Py_ssize_t *p) { return (*p)--; }
+    static inline int oj_swap_flag(int *p, int v) { int old = *p; *p = v; return old; }
     #endif
     """
+    long long oj_now_ns() nogil
     int oj_load_state(int *) nogil
     void oj_set_state(int *, int) nogil
     bint oj_load_flag(bint *) nogil
     void oj_set_flag(bint *, bint) nogil
     Py_ssize_t oj_load_size(Py_ssize_t *) nogil
     void oj_set_size(Py_ssize_t *, Py_ssize_t) nogil
+    Py_ssize_t oj_dec_size(Py_ssize_t *) nogil  # returns the value before
+    bint oj_swap_flag(bint *, bint) nogil  # returns the value before
 
 
 cdef extern from "Python.h":
@@ -115,6 +128,12 @@ cdef enum:
     SHRINK_ABOVE = 4096
     # Refs are (queue serial << REF_SHIFT) | job number: unique across pools and time.
     REF_SHIFT = 40
+    # await_many sleeps once for all the jobs left after this many were not done when
+    # their turn came (jobs being collected faster than they finish need no more).
+    COUNTDOWN_AFTER = 2
+    # Free-threaded builds: how long an idle worker spins for work before it sleeps
+    # (nanoseconds): some 20 submits' worth, about what one sleep and wake-up costs.
+    WORK_SPIN_NS = 3000
 
 # Slot flags.
 cdef enum:
@@ -293,6 +312,24 @@ cdef Waiter _get_waiter():
     return waiter
 
 
+@cython.final
+cdef class _Countdown:
+    # One wake-up for a whole await_many instead of one per job: each job counts down
+    # as it finishes (in _notify, with no Python code), and the waiting thread is
+    # released once every job is done, or as soon as one fails or is cancelled.
+    # (Its fields are in _core.pxd. Its Waiter is a fresh one, never a thread's
+    # reused one: a count-down after a timeout must not release a later wait.)
+
+    def __cinit__(self, Py_ssize_t n):
+        self.waiter = Waiter()
+        self.remaining = n
+
+    cdef void count(self, bint failed) noexcept:
+        if (oj_dec_size(&self.remaining) == 1 or failed) and not oj_swap_flag(
+                &self.released, True):
+            PyThread_release_lock(self.waiter.lock)
+
+
 # ----------------------------------------------------------------------------
 # Workers
 
@@ -321,12 +358,12 @@ cdef class Worker:
 
     @property
     def retired(self):
-        return self._retired
+        return oj_load_flag(&self._retired)
 
     @property
     def jobs_run(self):
         """Jobs this worker has run, the one it is running now included."""
-        return self._jobs_run
+        return oj_load_size(&self._jobs_run)
 
     def __repr__(self):
         return f"<Worker {self.name!r} {'busy' if oj_load_flag(&self._busy) else 'idle'}>"
@@ -496,6 +533,22 @@ cdef class Job:
         waiter.in_use = False
         return 1
 
+    cdef bint _listen(self, _Countdown countdown) except -1:
+        """Count countdown down when the job is done: True if registered, False if it
+        is done already (the caller counts it)."""
+        cdef Queue q = self._q()
+        fresh = [countdown]  # built before locking: allocation may run the GC
+        oj_lock(&q._mutex)
+        if self._state >= FINISHED:
+            oj_unlock(&q._mutex)
+            return False
+        if self._listeners is None:
+            self._listeners = fresh
+        else:
+            self._listeners.append(countdown)
+        oj_unlock(&q._mutex)
+        return True
+
     cdef bint _unwait(self, Waiter waiter) except? -1:
         """Withdraw a waiter that stopped waiting: True if withdrawn before the job
         finished; else the finishing thread is releasing it, so take that release."""
@@ -518,6 +571,11 @@ cdef class Job:
         return removed
 
 
+cdef inline bint _failed(Job job) noexcept:
+    # Done and not a result: raised, or cancelled.
+    return job._exception is not None or oj_load_state(&job._state) == CANCELLED
+
+
 cdef object _notify(Job job, list listeners):
     """Release every waiter first (no Python code runs in between), then run the
     callbacks. An Exception from a callback is logged; a BaseException (SystemExit,
@@ -527,8 +585,10 @@ cdef object _notify(Job job, list listeners):
     for listener in listeners:
         if type(listener) is Waiter:
             PyThread_release_lock((<Waiter>listener).lock)
+        elif type(listener) is _Countdown:
+            (<_Countdown>listener).count(_failed(job))
     for listener in listeners:
-        if type(listener) is not Waiter:
+        if type(listener) is not Waiter and type(listener) is not _Countdown:
             try:
                 listener(job)
             except Exception:
@@ -551,6 +611,8 @@ def wait_many(jobs, timeout=5.0):
     cdef list seq = list(jobs)
     cdef Py_ssize_t i, n = len(seq)
     cdef list results
+    cdef Py_ssize_t misses = 0  # jobs not done yet when their turn came
+    cdef bint counted = False   # slept once on a _Countdown already
     for i in range(n):
         item = seq[i]
         if type(item) is Job:
@@ -570,6 +632,17 @@ def wait_many(jobs, timeout=5.0):
                 left = 0.0
         if type(item) is Job:
             job = <Job>item
+            if oj_load_state(&job._state) < FINISHED and left != 0.0:
+                misses += 1
+                if misses == COUNTDOWN_AFTER and not counted:
+                    # The jobs finish no faster than they are collected: sleep once
+                    # for all that are left (woken early by a failure), not once each.
+                    counted = True
+                    _sleep_for_rest(seq, i, left)
+                    if t >= 0:
+                        left = deadline - monotonic()
+                        if left < 0:
+                            left = 0.0
             if not job._wait(None if left < 0 else left):
                 raise TimeoutError(
                     f"await_many: {n - i} of {n} jobs not done within {timeout} seconds")
@@ -579,8 +652,44 @@ def wait_many(jobs, timeout=5.0):
     return results
 
 
+cdef int _sleep_for_rest(list seq, Py_ssize_t start, double timeout) except -1:
+    """Block until every Job of this core in seq[start:] is done, one of them fails, or
+    timeout (< 0: forever) runs out: one wake-up instead of one per job."""
+    cdef list waiting = []
+    cdef Job job
+    cdef Py_ssize_t i
+    for i in range(start, len(seq)):
+        item = seq[i]
+        if type(item) is Job and oj_load_state(&(<Job>item)._state) < FINISHED:
+            waiting.append(item)
+    if len(waiting) < 2:
+        return 0  # the per-job wait that follows costs no more
+    cdef _Countdown countdown = _Countdown(len(waiting))
+    for item in waiting:
+        job = <Job>item
+        if not job._listen(countdown):
+            countdown.count(_failed(job))
+    countdown.waiter.block(timeout)
+    return 0
+
+
 # ----------------------------------------------------------------------------
 # The queue
+
+
+cdef inline void _spin_for_work(Py_ssize_t *count, bint *closed, bint *retired) noexcept nogil:
+    # Pause hints for up to WORK_SPIN_NS, until a job is queued (or the queue closes,
+    # or the worker is retired): reads only, so it bounces no cache line. Timed, not
+    # counted: a pause hint takes 10 ns on one CPU and 40 on another.
+    cdef long long deadline = oj_now_ns() + WORK_SPIN_NS
+    cdef int _i
+    while True:
+        for _i in range(32):
+            if oj_load_size(count) or oj_load_flag(closed) or oj_load_flag(retired):
+                return
+            oj_cpu_relax()
+        if oj_now_ns() >= deadline:
+            return
 
 
 cdef void _release_refs(PyObject **refs, Py_ssize_t n) noexcept:
@@ -794,8 +903,11 @@ cdef class Queue:
         oj_set_size(&self._count, self._count + 1)
 
     cdef inline void _unlock_and_wake(self) noexcept:
-        # Wake one idle worker, if any; woken workers wake the next while work remains.
-        cdef PyObject *idle = self._take_idle()
+        # Wake one idle worker, if any and if no worker is spinning (the spinner takes
+        # the job); woken workers wake the next while work remains.
+        cdef PyObject *idle = NULL
+        if not (OJ_FREE_THREADED and self._spinning):
+            idle = self._take_idle()
         oj_unlock(&self._mutex)
         if idle != NULL:
             _wake(idle)
@@ -882,8 +994,13 @@ cdef class Queue:
         cdef list listeners
         cdef bint run
         cdef bint crash
+        cdef bint spun = False      # spun since it last found the queue empty
+        cdef bint spinning = False  # holds the queue's one spinner's place
         while True:
             oj_lock(&self._mutex)
+            if spinning:
+                self._spinning = False
+                spinning = False
             if worker._retired or (self._count == 0 and self._closed):
                 oj_set_flag(&worker._busy, False)
                 # Retired just after a pusher picked it: pass that wake-up on.
@@ -893,6 +1010,20 @@ cdef class Queue:
                     _wake(idle)
                 return None
             if self._count == 0:
+                if OJ_FREE_THREADED and not spun and not self._spinning:
+                    # Without the GIL a submitter on another core may push within
+                    # microseconds: look for it before paying for sleep and wake-up
+                    # (two system calls and two context switches). One spinner per
+                    # queue: more would take cores from the submitters, and while it
+                    # spins, pushes wake nobody (it takes the job, and wakes the next
+                    # worker if more are queued).
+                    self._spinning = True
+                    spinning = spun = True
+                    oj_unlock(&self._mutex)
+                    with nogil:
+                        _spin_for_work(&self._count, &self._closed, &worker._retired)
+                    continue
+                spun = False
                 if self._cap > SHRINK_ABOVE:
                     self._shrink()
                 if self._push_idle(worker) < 0:
@@ -903,6 +1034,7 @@ cdef class Queue:
                     PyThread_acquire_lock(worker._wake, WAIT_LOCK)
                 continue
             s = self._slots[self._head]
+            spun = False
             self._head = (self._head + 1) & (self._cap - 1)
             oj_set_size(&self._count, self._count - 1)
             oj_set_flag(&worker._busy, True)
@@ -923,7 +1055,7 @@ cdef class Queue:
                     oj_set_state(&job._state, RUNNING)
                     worker._job = s.job  # borrowed: the local job holds it until cleared
             if run:
-                worker._jobs_run += 1
+                oj_set_size(&worker._jobs_run, worker._jobs_run + 1)
             oj_unlock(&self._mutex)
             if idle != NULL:
                 _wake(idle)
@@ -1083,7 +1215,7 @@ cdef class Queue:
         cdef Py_ssize_t i
         cdef PyObject *found = NULL
         oj_lock(&self._mutex)
-        worker._retired = True
+        oj_set_flag(&worker._retired, True)
         for i in range(self._idle_count):
             if self._idle[i] == <PyObject *>worker:
                 found = self._idle[i]

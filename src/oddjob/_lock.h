@@ -19,6 +19,19 @@
 #include <Python.h>
 #include <string.h>
 
+/* The CPU's spin-wait hint, for the core's idle workers on free-threaded builds. */
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+#include <immintrin.h>
+#define oj_cpu_relax() _mm_pause()
+#elif defined(__aarch64__) || defined(__arm__)
+#define oj_cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#elif defined(_M_ARM64)
+#include <intrin.h>
+#define oj_cpu_relax() __yield()
+#else
+#define oj_cpu_relax() ((void)0)
+#endif
+
 #if PY_VERSION_HEX >= 0x030D0000
 
 typedef PyMutex oj_lock_t;
