@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import re
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,7 @@ from types import ModuleType
 import pytest
 
 import oddjob
-from oddjob import _bench, _bench_peers
+from oddjob import _bench, _bench_peers, _bench_scaling
 from oddjob._bench_report import MODE_TITLES
 
 # Tiny runs: every workload, mode and peer is measured, each a couple of times.
@@ -55,7 +57,10 @@ def rows(table: str, peer: str) -> list[str]:
 
 def test_table_has_every_row_and_json_has_every_key(tmp_path: Path, core: ModuleType) -> None:
     path = tmp_path / "bench.json"
-    table = run_bench("--peers", ",".join(QUICK_PEERS), "--no-executor", "--json", str(path))
+    table = run_bench(
+        "--peers", ",".join(QUICK_PEERS), "--no-executor", "--no-scaling", "--json", str(path)
+    )
+    assert "Scaling with cores" not in table
 
     assert f"on the {core.IMPLEMENTATION} core" in table
     for title in WORKLOAD_TITLES:
@@ -96,6 +101,43 @@ def test_table_has_every_row_and_json_has_every_key(tmp_path: Path, core: Module
     assert all(r["samples"] and r["median"] > 0 for r in data["results"])
     reference = [r for r in data["results"] if r["peer"] == "ThreadPoolExecutor"]
     assert all(r["ratio_to_tpe"] == pytest.approx(1.0) for r in reference)
+
+
+def test_scaling_section_has_every_row_and_json_key(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    table = run_bench(
+        "--workloads", "noop", "--peers", "oddjob,loop", "--scaling", "--json", str(path)
+    )
+
+    gil = "GIL enabled" if _bench_scaling.gil_is_enabled() else "GIL disabled"
+    assert f"Scaling with cores ({gil}" in table
+    for row in (
+        "oddjob perform_many",
+        "oddjob async_perform_many+await_many",
+        "ThreadPoolExecutor.map",
+    ):
+        line = next(line for line in table.splitlines() if line.startswith(row + " "))
+        # 1, 2 and 4 workers, for 10 µs and 100 µs jobs
+        assert len(re.findall(r"\d+\.\d\dx", line)) == 6, line
+    submitters = next(line for line in table.splitlines() if line.startswith("no-op perform"))
+    assert re.search(r"1 submitter [\d.]+M jobs/s, 2 submitters [\d.]+M jobs/s", submitters)
+
+    scaling = json.loads(path.read_text(encoding="utf-8"))["scaling"]
+    assert scaling["gil_enabled"] == _bench_scaling.gil_is_enabled()
+    assert scaling["workers"] == [1, 2, 4]
+    assert set(scaling["jobs"]) == {"10 µs", "100 µs"}
+    speedups = scaling["speedup_over_loop"]
+    assert len(speedups) == 3 * 3 * 2
+    assert all(s["speedup"] > 0 for s in speedups)
+    assert set(scaling["submitters"]["jobs_per_second"]) == {"1", "2"}
+    assert all(v > 0 for v in scaling["submitters"]["jobs_per_second"].values())
+
+
+def test_scaling_runs_by_default_only_without_the_gil() -> None:
+    gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+    assert _bench_scaling.wanted(None) is (not gil_enabled)
+    assert _bench_scaling.wanted(True) is True
+    assert _bench_scaling.wanted(False) is False
 
 
 class StandInExecutor(ThreadPoolExecutor):

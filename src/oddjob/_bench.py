@@ -34,6 +34,11 @@ What is measured
   to collect results). The loop's default executor, which to_thread uses, gets N
   threads, so that the Semaphore, not the stock executor's size, bounds concurrency.
 
+  Scaling (by default when the GIL is disabled, or with --scaling): CPU-bound jobs of
+  ~10 µs and ~100 µs with 1, 2 and 4 workers, as a speed-up over the single-thread
+  loop (oddjob's perform_many and async_perform_many + await_many, ThreadPoolExecutor's
+  map), and no-op perform into a pool of 2 from 1 and from 2 submitting threads.
+
 How it is timed
   - time.perf_counter, around the library calls alone; a fresh pool for every run,
     all of whose threads have run a job (pool-size jobs that wait for one another)
@@ -103,6 +108,7 @@ from ._bench_report import (
     table_heading,
     to_json,
 )
+from ._bench_scaling import ScalingResult, gil_is_enabled, measure_scaling, scaling_lines, wanted
 
 __all__ = [
     "PEER_KEYS",
@@ -506,6 +512,7 @@ def write_json(
     settings: Settings,
     cells: Sequence[Cell],
     seconds: float,
+    scaling: ScalingResult | None = None,
 ) -> None:
     async_cell = next((c for c in cells if c.mode == "async_each"), None)
     described = {
@@ -531,8 +538,11 @@ def write_json(
         }
         for w in dict.fromkeys(cell.workload for cell in cells)
     ]
+    data = to_json(results, env, described, workloads, failures)
+    if scaling is not None:
+        data["scaling"] = scaling.to_json()
     with open(path, "w", encoding="utf-8") as file:
-        json.dump(to_json(results, env, described, workloads, failures), file, indent=2)
+        json.dump(data, file, indent=2)
         file.write("\n")
 
 
@@ -609,6 +619,12 @@ def parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="measure oddjob.Executor too, or not (default: when this oddjob has it)",
     )
+    bench.add_argument(
+        "--scaling",
+        action=argparse.BooleanOptionalAction,
+        help="measure the speed-up of CPU-bound jobs over the bare loop with 1, 2 and 4 "
+        "workers, and 1 against 2 submitters (default: when the GIL is disabled)",
+    )
     return parser
 
 
@@ -667,13 +683,23 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         0 if async_cell is None else async_cell.jobs,
         0 if async_cell is None else async_cell.size,
     )
+    scaling: ScalingResult | None = None
+    if wanted(args.scaling):
+        scaling = measure_scaling(
+            settings.jobs,
+            settings.repeat,
+            calibrated_spin,
+            gil_enabled=gil_is_enabled(),
+            progress=sys.stderr,
+        )
+        lines += ["", *scaling_lines(scaling)]
     seconds = time.monotonic() - started
     print("", FOOTNOTE, "", *lines, f"({seconds:.0f} s in all)", sep="\n", file=out)
     if failures:
         print(f"{len(failures)} figures failed: see the tracebacks on stderr", file=out)
 
     if settings.json:
-        write_json(settings.json, results, failures, env, settings, cells, seconds)
+        write_json(settings.json, results, failures, env, settings, cells, seconds, scaling)
         print(f"results written to {settings.json}", file=out)
     if settings.plot:
         title = (
