@@ -660,8 +660,12 @@ cdef int _sleep_for_rest(list seq, Py_ssize_t start, double timeout) except -1:
     cdef Py_ssize_t i
     for i in range(start, len(seq)):
         item = seq[i]
-        if type(item) is Job and oj_load_state(&(<Job>item)._state) < FINISHED:
-            waiting.append(item)
+        if type(item) is Job:
+            job = <Job>item
+            if oj_load_state(&job._state) < FINISHED:
+                waiting.append(job)
+            elif _failed(job):
+                return 0  # the walk in order reaches this failure without sleeping
     if len(waiting) < 2:
         return 0  # the per-job wait that follows costs no more
     cdef _Countdown countdown = _Countdown(len(waiting))
