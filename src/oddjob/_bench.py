@@ -494,7 +494,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "python_build": sys.version,
-        "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
+        "gil_enabled": gil_is_enabled(),
         "switch_interval": sys.getswitchinterval(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),

@@ -173,13 +173,7 @@ def measure_scaling(
         for _, run in runs:  # warm-up, discarded
             run()
         for repetition in range(repeat):
-            if progress is not None:
-                print(
-                    f"\rscaling: {label} jobs, run {repetition + 1} of {repeat} ",
-                    end="",
-                    file=progress,
-                    flush=True,
-                )
+            _show(progress, f"scaling: {label} jobs, run {repetition + 1} of {repeat}")
             for cell, run in runs:
                 seconds_taken = run()
                 if cell is None:
@@ -190,20 +184,24 @@ def measure_scaling(
     for submitters in SUBMITTERS:  # warm-up
         submitters_run(submitters, result.submitter_jobs)
     for repetition in range(repeat):
-        if progress is not None:
-            print(
-                f"\rscaling: submitters, run {repetition + 1} of {repeat} ",
-                end="",
-                file=progress,
-                flush=True,
-            )
+        _show(progress, f"scaling: submitters, run {repetition + 1} of {repeat}")
         for submitters in SUBMITTERS:
             result.submitters.setdefault(submitters, []).append(
                 submitters_run(submitters, result.submitter_jobs)
             )
-    if progress is not None:
-        print("\r" + " " * 60 + "\r", end="", file=progress, flush=True)
+    if progress is not None and progress.isatty():
+        progress.write("\r\033[K")
+        progress.flush()
     return result
+
+
+def _show(progress: TextIO | None, text: str) -> None:
+    # As the main table's progress does: rewritten in place on a terminal, a line each
+    # in a log.
+    if progress is None:
+        return
+    progress.write(f"\r\033[K{text}" if progress.isatty() else f"{text}\n")
+    progress.flush()
 
 
 def scaling_lines(result: ScalingResult) -> list[str]:

@@ -13,6 +13,7 @@ cdef extern from "_lock.h":
     void oj_lock(oj_lock_t *lock)
     void oj_unlock(oj_lock_t *lock) nogil
     void oj_cpu_relax() nogil
+    long long oj_now_ns() nogil
 
 
 # One queued job: four pointers and a flag, no per-job Python object for
@@ -77,7 +78,7 @@ cdef class Job:
     cdef list _listeners    # Waiters and done callbacks; None until there is one
 
     cdef int _wait(self, object timeout) except -1
-    cdef bint _listen(self, _Countdown countdown) except -1
+    cdef bint _listen(self, object listener) except -1
     cdef bint _unwait(self, Waiter waiter) except? -1
     cdef object _outcome(self)
     cdef inline Queue _q(self)

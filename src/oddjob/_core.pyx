@@ -72,11 +72,6 @@ cdef extern from *:
        x86-64); the rest are relaxed. Before 3.13 there is always a GIL, which orders
        plain accesses. */
     #if PY_VERSION_HEX >= 0x030D0000
-    static inline long long oj_now_ns(void) {
-        PyTime_t t = 0;
-        (void)PyTime_MonotonicRaw(&t);  /* callable detached; fails never in practice */
-        return (long long)t;
-    }
     #define oj_load_state(p) _Py_atomic_load_int_acquire(p)
     #define oj_set_state(p, v) _Py_atomic_store_int_release((p), (v))
     #define oj_load_flag(p) _Py_atomic_load_int_relaxed(p)
@@ -86,7 +81,6 @@ cdef extern from *:
     #define oj_dec_size(p) _Py_atomic_add_ssize((p), -1)
     #define oj_swap_flag(p, v) _Py_atomic_exchange_int((p), (v))
     #else
-    #define oj_now_ns() 0LL  /* never called: no free-threaded build before 3.13 */
     #define oj_load_state(p) (*(p))
     #define oj_set_state(p, v) (*(p) = (v))
     #define oj_load_flag(p) (*(p))
@@ -97,7 +91,6 @@ cdef extern from *:
     static inline int oj_swap_flag(int *p, int v) { int old = *p; *p = v; return old; }
     #endif
     """
-    long long oj_now_ns() nogil
     int oj_load_state(int *) nogil
     void oj_set_state(int *, int) nogil
     bint oj_load_flag(bint *) nogil
@@ -459,17 +452,8 @@ cdef class Job:
     def add_done_callback(self, fn):
         """Call fn(job) when the job is done (now, if it already is)."""
         _check_callable(fn)
-        cdef Queue q = self._q()
-        cdef list fresh = [fn]  # built before locking: allocation may run the GC
-        oj_lock(&q._mutex)
-        if self._state < FINISHED:
-            if self._listeners is None:
-                self._listeners = fresh
-            else:
-                self._listeners.append(fn)
-            oj_unlock(&q._mutex)
+        if self._listen(fn):
             return
-        oj_unlock(&q._mutex)
         try:
             fn(self)
         except Exception:
@@ -504,25 +488,17 @@ cdef class Job:
     cdef int _wait(self, object timeout) except -1:
         """1 once the job is done, 0 if timeout (None/seconds/timedelta) ran out."""
         cdef double t = seconds(timeout)
-        cdef Queue q = self._q()
         cdef Waiter waiter
         cdef int got
+        self._q()  # an uninitialised Job raises, whatever the timeout
         if oj_load_state(&self._state) >= FINISHED:
             return 1
         if t == 0.0:
             return 0
         waiter = _get_waiter()
-        fresh = [waiter]  # built before locking: allocation may run the GC
-        oj_lock(&q._mutex)
-        if self._state >= FINISHED:
-            oj_unlock(&q._mutex)
+        if not self._listen(waiter):
             waiter.in_use = False
             return 1
-        if self._listeners is None:
-            self._listeners = fresh
-        else:
-            self._listeners.append(waiter)
-        oj_unlock(&q._mutex)
         try:
             got = waiter.block(t)
         except BaseException:
@@ -533,11 +509,12 @@ cdef class Job:
         waiter.in_use = False
         return 1
 
-    cdef bint _listen(self, _Countdown countdown) except -1:
-        """Count countdown down when the job is done: True if registered, False if it
-        is done already (the caller counts it)."""
+    cdef bint _listen(self, object listener) except -1:
+        """Add a listener (a Waiter, a _Countdown or a done callback) that _notify
+        reaches when the job is done: True if added, False if the job is done already
+        (the caller acts on that itself)."""
         cdef Queue q = self._q()
-        fresh = [countdown]  # built before locking: allocation may run the GC
+        cdef list fresh = [listener]  # built before locking: allocation may run the GC
         oj_lock(&q._mutex)
         if self._state >= FINISHED:
             oj_unlock(&q._mutex)
@@ -545,7 +522,7 @@ cdef class Job:
         if self._listeners is None:
             self._listeners = fresh
         else:
-            self._listeners.append(countdown)
+            self._listeners.append(listener)
         oj_unlock(&q._mutex)
         return True
 
@@ -599,6 +576,15 @@ cdef object _notify(Job job, list listeners):
     return escaped
 
 
+cdef inline double _time_left(double t, double deadline):
+    # Seconds left before deadline (0.0 once past it), or -1.0 when t means forever.
+    cdef double left
+    if t < 0:
+        return -1.0
+    left = deadline - monotonic()
+    return left if left > 0 else 0.0
+
+
 def wait_many(jobs, timeout=5.0):
     """Results of jobs in their order within one overall deadline.
 
@@ -624,12 +610,7 @@ def wait_many(jobs, timeout=5.0):
     results = [None] * n
     for i in range(n):
         item = seq[i]
-        if t < 0:
-            left = -1.0
-        else:
-            left = deadline - monotonic()
-            if left < 0:
-                left = 0.0
+        left = _time_left(t, deadline)
         if type(item) is Job:
             job = <Job>item
             if oj_load_state(&job._state) < FINISHED and left != 0.0:
@@ -639,10 +620,7 @@ def wait_many(jobs, timeout=5.0):
                     # for all that are left (woken early by a failure), not once each.
                     counted = True
                     _sleep_for_rest(seq, i, left)
-                    if t >= 0:
-                        left = deadline - monotonic()
-                        if left < 0:
-                            left = 0.0
+                    left = _time_left(t, deadline)
             if not job._wait(None if left < 0 else left):
                 raise TimeoutError(
                     f"await_many: {n - i} of {n} jobs not done within {timeout} seconds")
@@ -685,15 +663,15 @@ cdef inline void _spin_for_work(Py_ssize_t *count, bint *closed, bint *retired) 
     # Pause hints for up to WORK_SPIN_NS, until a job is queued (or the queue closes,
     # or the worker is retired): reads only, so it bounces no cache line. Timed, not
     # counted: a pause hint takes 10 ns on one CPU and 40 on another.
-    cdef long long deadline = oj_now_ns() + WORK_SPIN_NS
+    cdef long long now = oj_now_ns()
+    cdef long long deadline = now + WORK_SPIN_NS
     cdef int _i
-    while True:
+    while 0 <= now < deadline:  # a failing clock (-1) ends the spin
         for _i in range(32):
             if oj_load_size(count) or oj_load_flag(closed) or oj_load_flag(retired):
                 return
             oj_cpu_relax()
-        if oj_now_ns() >= deadline:
-            return
+        now = oj_now_ns()
 
 
 cdef void _release_refs(PyObject **refs, Py_ssize_t n) noexcept:
@@ -998,13 +976,13 @@ cdef class Queue:
         cdef list listeners
         cdef bint run
         cdef bint crash
-        cdef bint spun = False      # spun since it last found the queue empty
-        cdef bint spinning = False  # holds the queue's one spinner's place
+        # True from the start of a spin until a job is taken or the worker sleeps; at
+        # the top of the loop, only right after that spin: it holds the spinner's place.
+        cdef bint spun = False
         while True:
             oj_lock(&self._mutex)
-            if spinning:
+            if spun:
                 self._spinning = False
-                spinning = False
             if worker._retired or (self._count == 0 and self._closed):
                 oj_set_flag(&worker._busy, False)
                 # Retired just after a pusher picked it: pass that wake-up on.
@@ -1021,8 +999,7 @@ cdef class Queue:
                     # queue: more would take cores from the submitters, and while it
                     # spins, pushes wake nobody (it takes the job, and wakes the next
                     # worker if more are queued).
-                    self._spinning = True
-                    spinning = spun = True
+                    self._spinning = spun = True
                     oj_unlock(&self._mutex)
                     with nogil:
                         _spin_for_work(&self._count, &self._closed, &worker._retired)

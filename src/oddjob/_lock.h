@@ -1,4 +1,5 @@
-/* oddjob's queue lock: the cheapest correct mutex on each kind of CPython.
+/* oddjob's queue lock: the cheapest correct mutex on each kind of CPython; and the two
+ * helpers an idle worker's spin needs (a pause hint and a clock), just below.
  *
  * CPython 3.13 and newer, with or without the GIL: PyMutex, one byte; taking it
  * when free is one compare-and-swap, and a contended PyMutex parks with the
@@ -30,6 +31,17 @@
 #define oj_cpu_relax() __yield()
 #else
 #define oj_cpu_relax() ((void)0)
+#endif
+
+/* A monotonic clock in nanoseconds that needs no attached thread state, for timing a
+ * spin. Only free-threaded builds spin, and those are 3.13+. */
+#if PY_VERSION_HEX >= 0x030D0000
+static inline long long oj_now_ns(void) {
+    PyTime_t t;
+    return PyTime_MonotonicRaw(&t) == 0 ? (long long)t : -1;  /* -1: no clock, no spin */
+}
+#else
+static inline long long oj_now_ns(void) { return -1; }
 #endif
 
 #if PY_VERSION_HEX >= 0x030D0000
