@@ -211,6 +211,14 @@ def test_await_many_accepts_any_iterable_of_jobs(make_pool):
     assert oddjob.await_many(tuple(jobs), timeout=WAIT) == [1, 2, 3, 4]
 
 
+def then_open(jobs, gate_):
+    """The jobs, for await_many, opening gate_ once the call has read them all: jobs
+    waiting on it finish only after the call has started (a job already failed when it
+    starts would be raised first, whatever its place)."""
+    yield from jobs
+    gate_.set()
+
+
 def test_await_many_raises_a_failure_while_later_jobs_still_run(make_pool):
     # Waiting for all of them at once must still wake at the first failure, not at the
     # last job's end.
@@ -250,15 +258,18 @@ def test_await_many_waits_in_order_for_an_earlier_job_when_a_later_one_fails(mak
         time.sleep(0.05)  # still running when the wait wakes up
         raise KeyError("earlier")
 
+    taken = gate()
+
     def later():
         try:
+            assert taken.wait(WAIT)  # not failed before the call starts: that would win
             raise ValueError("later")
         finally:
             later_failed.set()
 
     jobs = [oddjob.async_perform(pool, earlier), oddjob.async_perform(pool, later)]
     with pytest.raises(KeyError, match="earlier"):
-        oddjob.await_many(jobs, timeout=WAIT)
+        oddjob.await_many(then_open(jobs, taken), timeout=WAIT)
     assert jobs[0].done() and jobs[1].done()
 
 
@@ -287,8 +298,16 @@ def test_jobs_finishing_after_an_await_many_timed_out_do_not_cut_a_later_wait_sh
     # they finish; that must reach nothing the thread waits on later.
     pool = make_pool(4)
     first, second = gate(), gate()
-    jobs = [oddjob.async_perform(pool, lambda: time.sleep(0.02) or "soon")]
-    jobs += [oddjob.async_perform(pool, lambda: first.wait(WAIT)) for _ in range(2)]
+
+    def soon() -> object:
+        time.sleep(0.02)  # still running when its turn comes
+        return "soon"
+
+    def held() -> object:
+        return first.wait(WAIT)
+
+    jobs = [oddjob.async_perform(pool, soon)]
+    jobs += [oddjob.async_perform(pool, held) for _ in range(2)]
     with pytest.raises(TimeoutError):
         oddjob.await_many(jobs, timeout=0.3)
     assert jobs[0].done() and not jobs[1].done()
@@ -308,8 +327,7 @@ def test_await_many_sleeping_for_the_rest_still_wakes_at_a_failure(make_pool):
     # among them must end that sleep while a later job still runs, and the earlier job
     # still running is waited for first (the first failure in order wins).
     pool = make_pool(4)
-    release, opened = gate(), gate()
-    threading.Timer(0.05, opened.set).start()
+    release, opened = gate(), gate()  # opened once the call has taken its jobs
     failed = threading.Event()
 
     def boom():
@@ -329,7 +347,7 @@ def test_await_many_sleeping_for_the_rest_still_wakes_at_a_failure(make_pool):
     ]
     jobs[2].add_done_callback(lambda _job: failed.set())
     with pytest.raises(LookupError, match="boom"):
-        oddjob.await_many(jobs, timeout=WAIT)
+        oddjob.await_many(then_open(jobs, opened), timeout=WAIT)
     assert jobs[1].done() and not jobs[3].done()
     release.set()
     assert oddjob.await_(jobs[3], timeout=WAIT) is True

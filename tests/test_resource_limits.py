@@ -39,6 +39,11 @@ def limit(extra_mib):
 
 def others():
     return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+
+def say(*parts):
+    # One write per line: print() writes its parts one by one, and a worker's log
+    # record (a single write) could land between them on a free-threaded build.
+    sys.stdout.write(" ".join(map(str, parts)) + "\\n")
 """
 
 
@@ -64,17 +69,17 @@ def test_a_pool_whose_threads_the_os_refuses_fails_start_and_leaves_nothing_runn
         try:
             oddjob.start_link("big", pool_size=16)
         except RuntimeError as exc:
-            print("refused:", exc)
+            say("refused:", exc)
         else:
-            print("started?!")
+            say("started?!")
         deadline = time.monotonic() + 10
         while others() and time.monotonic() < deadline:
             time.sleep(0.01)
-        print("left running:", others())
-        print("registered:", oddjob.whereis("big"))
+        say("left running:", others())
+        say("registered:", oddjob.whereis("big"))
         # The name is free and the started threads' stacks are back: a smaller pool starts.
         pool = oddjob.start_link("big", pool_size=2)
-        print("then:", oddjob.await_(oddjob.async_perform("big", lambda: "ran"), 5))
+        say("then:", oddjob.await_(oddjob.async_perform("big", lambda: "ran"), 5))
         oddjob.stop("big", timeout=5)
         """.replace("\n        ", "\n"),
     )
@@ -95,10 +100,10 @@ def test_a_replacement_the_os_refuses_is_retried_until_it_starts(core):
         oddjob.perform("db", lambda: 1 / 0)  # the one worker crashes; no thread to replace it
         oddjob.perform("db", done.set)  # accepted, and must run once a thread can start
         time.sleep(0.3)
-        print("ran while refused:", done.is_set())
+        say("ran while refused:", done.is_set())
         hog.close()  # the OS allows a thread again
-        print("ran after:", done.wait(20))
-        print("workers:", len(oddjob.workers("db")))
+        say("ran after:", done.wait(20))
+        say("workers:", len(oddjob.workers("db")))
         oddjob.stop("db", timeout=5)
         """.replace("\n        ", "\n"),
     )
@@ -128,13 +133,13 @@ def test_a_batch_that_runs_out_of_memory_raises_memory_error_and_queues_nothing(
         try:
             oddjob.{call}("mem", items, id)
         except MemoryError:
-            print("MemoryError")
+            say("MemoryError")
         resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        print("queued by the batch:", len(pool.queue) - before)
+        say("queued by the batch:", len(pool.queue) - before)
         # Not left locked, not half queued: the pool takes and runs more work.
         job = oddjob.async_perform("mem", lambda: "usable")
         release.set()
-        print("then:", oddjob.await_(job, 30))
+        say("then:", oddjob.await_(job, 30))
         oddjob.stop("mem", timeout=30)
         """.replace("\n        ", "\n"),
     )
