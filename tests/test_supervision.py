@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -50,9 +51,9 @@ def test_a_failing_job_keeps_its_worker_and_is_logged_with_pool_function_and_arg
     assert oddjob.supervisor(name).crashes == 0
 
 
-def test_an_async_failure_keeps_its_worker_and_its_thread_locals(make_pool):
-    name = make_pool(1)
-    (first,) = oddjob.workers(name)
+def thread_local_probe() -> tuple[Callable[[], None], Callable[[], object]]:
+    """Two jobs: put() leaves a value in its worker thread's thread-locals, get()
+    returns what the worker running it finds there (None if nothing)."""
     local = threading.local()
 
     def put() -> None:
@@ -60,6 +61,14 @@ def test_an_async_failure_keeps_its_worker_and_its_thread_locals(make_pool):
 
     def get() -> object:
         return getattr(local, "value", None)
+
+    return put, get
+
+
+def test_an_async_failure_keeps_its_worker_and_its_thread_locals(make_pool):
+    name = make_pool(1)
+    (first,) = oddjob.workers(name)
+    put, get = thread_local_probe()
 
     oddjob.await_(oddjob.async_perform(name, put), WAIT)
     with pytest.raises(RuntimeError, match="boom"):
@@ -95,13 +104,7 @@ def test_with_restart_on_error_an_async_failure_replaces_the_worker_too(make_poo
 
 def test_with_restart_on_error_the_replacement_has_fresh_thread_locals(make_pool):
     name = make_pool(1, restart_on_error=True)
-    local = threading.local()
-
-    def put() -> None:
-        local.value = "left by an earlier job"
-
-    def get() -> object:
-        return getattr(local, "value", None)
+    put, get = thread_local_probe()
 
     oddjob.await_(oddjob.async_perform(name, put), WAIT)
     assert oddjob.await_(oddjob.async_perform(name, get), WAIT) == "left by an earlier job"
