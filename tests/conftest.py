@@ -13,7 +13,7 @@ import pytest
 
 import oddjob
 import support
-from oddjob import _backend, executor
+from oddjob import _backend, _executor
 
 # How long worker threads get to exit once their pools are stopped.
 THREAD_EXIT_WAIT = 5.0
@@ -28,7 +28,7 @@ CORES = ["compiled", "python"] if _backend.compiled() is not None else ["python"
 def oddjob_threads() -> list[threading.Thread]:
     """Threads of oddjob's pools and scheduler (named "oddjob...") and of Executors
     (named as ThreadPoolExecutor names its own, so known by the executor's registry)."""
-    executor_threads = set(executor._threads_queues)
+    executor_threads = set(_executor._threads_queues)
     return [
         t for t in threading.enumerate() if t.name.startswith("oddjob") or t in executor_threads
     ]

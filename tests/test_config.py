@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 import oddjob
-from oddjob import config
-from oddjob.config import PoolOptions
-from oddjob.errors import ConfigError
+from oddjob import _config as config
+from oddjob._config import PoolOptions
+from oddjob._errors import ConfigError
 
 ENV_VARS = dict(config.ENV_VARS)
 POOL_KEYS = ("pool_size", "max_restarts", "max_seconds")  # the numeric ones; v2 options below
@@ -406,7 +406,7 @@ def test_nothing_is_read_at_import(tmp_path: Path) -> None:
                 opened.append(event)
         sys.addaudithook(hook)
         import oddjob
-        from oddjob import config
+        from oddjob import _config as config
         assert not opened, "the configuration file was read at import"
         import os
         del os.environ["ODDJOB_EXIT_TIMEOUT"]

@@ -9,7 +9,7 @@ import pytest
 
 import oddjob
 import support
-from oddjob import config
+from oddjob import _config as config
 from support import WAIT
 
 

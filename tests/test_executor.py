@@ -33,7 +33,7 @@ import pytest
 
 import oddjob
 import support
-from oddjob import registry
+from oddjob import _registry as registry
 from support import WAIT, Recorder, gate, join_all, run_threads
 
 CHILD_TIMEOUT = 60.0
@@ -53,7 +53,7 @@ def _no_leaked_executor_threads() -> Iterator[None]:
     if the executor module registered it for the exit-time join."""
     before = set(threading.enumerate())
     yield
-    join_all(t for t in list(oddjob.executor._threads_queues) if t not in before)
+    join_all(t for t in list(oddjob._executor._threads_queues) if t not in before)
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_is_a_thread_pool_executor_running_on_the_selected_core(executor, core):
     assert ex._core is core
     assert isinstance(ex, cf.ThreadPoolExecutor)
     assert isinstance(ex, cf.Executor)
-    assert oddjob.Executor is oddjob.executor.Executor
+    assert oddjob.Executor is oddjob._executor.Executor
 
 
 def test_is_anonymous_not_a_named_pool(executor):

@@ -117,8 +117,8 @@ def test_huge_durations_configure_forever(make_pool, timeout):
     pool = make_pool(1, max_seconds=timeout, restart_on_error=True, max_restarts=0)
     assert oddjob.whereis(pool).options.max_seconds >= 1e10  # type: ignore[union-attr]
     oddjob.configure(exit_timeout=timeout)
-    assert oddjob.config.settings().exit_timeout >= 1e10
-    oddjob.config.reset()
+    assert oddjob._config.settings().exit_timeout >= 1e10
+    oddjob._config.reset()
     with pytest.raises(ZeroDivisionError):  # the window never ends: a crash restarts all
         oddjob.await_(oddjob.async_perform(pool, lambda: 1 / 0), WAIT)
     assert oddjob.await_(oddjob.async_perform(pool, abs, -1), WAIT) == 1

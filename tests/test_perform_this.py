@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import oddjob
-from oddjob import scheduler
+from oddjob import _scheduler as scheduler
 from support import WAIT, Recorder
 
 

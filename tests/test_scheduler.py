@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 import oddjob
-from oddjob import scheduler
+from oddjob import _scheduler as scheduler
 from support import WAIT, Recorder, block_workers, gate, join_all, new_name
 
 # A timer fires at most this long after its due time on a loaded machine.
@@ -544,7 +544,7 @@ def test_after_fork_the_child_has_a_fresh_scheduler_and_no_timer_fires_twice(cor
         core,
         """
         import os, sys, threading, time, warnings, oddjob
-        from oddjob import scheduler
+        from oddjob import _scheduler as scheduler
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
         ran = []
         done = threading.Event()

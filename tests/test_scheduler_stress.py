@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import oddjob
-from oddjob import scheduler
+from oddjob import _scheduler as scheduler
 from support import WAIT, join_all, new_name, run_threads
 
 # Timers in the cancel/fire race; each is cancelled the moment it is set.

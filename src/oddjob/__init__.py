@@ -4,9 +4,7 @@ Backpressure for calls to databases and external APIs: fire-and-forget jobs,
 async jobs whose results come back, batches. See the README for a tour.
 """
 
-from ._backend import core as _core_impl
-from ._version import __version__
-from .api import (
+from ._api import (
     async_perform,
     async_perform_many,
     await_,
@@ -17,9 +15,10 @@ from .api import (
     whereis,
     workers,
 )
-from .config import configure
-from .decorator import perform_this
-from .errors import (
+from ._backend import core as _core_impl
+from ._config import configure
+from ._decorator import perform_this
+from ._errors import (
     ConfigError,
     OddJobError,
     PoolAlreadyStartedError,
@@ -27,10 +26,10 @@ from .errors import (
     PoolNotFoundError,
     WorkerCrashedError,
 )
-from .executor import Executor
-from .introspection import PoolState, QueuedJob, pool, pool_id, supervisor, supervisor_id
-from .pool import Pool
-from .scheduler import (
+from ._executor import Executor
+from ._introspection import PoolState, QueuedJob, pool, pool_id, supervisor, supervisor_id
+from ._pool import Pool
+from ._scheduler import (
     TimerRef,
     cancel_timer,
     perform_after,
@@ -39,8 +38,9 @@ from .scheduler import (
     perform_many_at,
     read_timer,
 )
-from .supervision import WorkerInfo, WorkerSupervisor, current_worker
-from .supervisor import Supervisor, child_spec, start_link
+from ._supervision import WorkerInfo, WorkerSupervisor, current_worker
+from ._supervisor import Supervisor, child_spec, start_link
+from ._version import __version__
 
 Job = _core_impl.Job
 

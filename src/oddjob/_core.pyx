@@ -37,7 +37,7 @@ from datetime import timedelta
 from time import monotonic
 
 from oddjob._failures import log_job_error
-from oddjob.errors import PoolBrokenError, PoolNotFoundError
+from oddjob._errors import PoolBrokenError, PoolNotFoundError
 
 
 cdef extern from *:

@@ -39,8 +39,8 @@ from time import monotonic
 from types import TracebackType
 from typing import Any, Final, Generic, TypeAlias, TypeVar, final
 
+from oddjob._errors import PoolBrokenError, PoolNotFoundError
 from oddjob._failures import log_job_error
-from oddjob.errors import PoolBrokenError, PoolNotFoundError
 
 __all__ = [
     "IMPLEMENTATION",

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import _backend, registry
-from .pool import Pool, _as_list
-from .supervisor import start_link
+from . import _backend, _registry
+from ._pool import Pool, _as_list
+from ._supervisor import start_link
 
 __all__ = [
     "async_perform",
@@ -51,21 +51,21 @@ if TYPE_CHECKING:
         """Run ``fn(*args, **kwargs)`` on a worker of ``pool`` and return its ``Job``."""
 
 else:
-    perform = registry.dispatch.perform
-    async_perform = registry.dispatch.async_perform
+    perform = _registry.dispatch.perform
+    async_perform = _registry.dispatch.async_perform
 
 
 def perform_many(pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], Any]) -> None:
     """Run ``fn(item)`` for each item. The batch enters the queue at once, in order:
     no other caller's job lands between its members."""
-    registry.queue(pool).push_many(fn, _as_list(iterable))
+    _registry.queue(pool).push_many(fn, _as_list(iterable))
 
 
 def async_perform_many(
     pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], T]
 ) -> list[Any]:
     """One async job per item, queued as one batch; the Jobs in input order."""
-    return registry.queue(pool).push_async_many(fn, _as_list(iterable))  # type: ignore[no-any-return]
+    return _registry.queue(pool).push_async_many(fn, _as_list(iterable))  # type: ignore[no-any-return]
 
 
 def await_(job: Any, timeout: Timeout = 5.0) -> Any:
@@ -101,10 +101,10 @@ def stop(
     cancel_pending: bool = False,
 ) -> None:
     """Stop a running pool; see ``Pool.stop``. Afterwards its name is free again."""
-    found = registry.whereis(pool) if isinstance(pool, str) else pool
+    found = _registry.whereis(pool) if isinstance(pool, str) else pool
     if not isinstance(found, Pool):
         if found is None:
-            from .errors import PoolNotFoundError
+            from ._errors import PoolNotFoundError
 
             raise PoolNotFoundError(f"no pool named {pool!r} is running")
         raise TypeError(f"pool must be a str name or a Pool, not {type(pool).__name__}")
@@ -113,9 +113,9 @@ def stop(
 
 def whereis(name: str) -> Pool | None:
     """The running ``Pool`` called ``name``, or None."""
-    return registry.whereis(name)
+    return _registry.whereis(name)
 
 
 def workers(pool: PoolName) -> list[Any]:
     """The pool's worker threads (``threading.Thread``)."""
-    return registry.lookup(pool).workers()
+    return _registry.lookup(pool).workers()

@@ -77,7 +77,7 @@ from types import ModuleType
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 from . import _backend
-from .errors import PoolNotFoundError
+from ._errors import PoolNotFoundError
 
 __all__ = ["Executor"]
 

@@ -7,8 +7,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import registry
-from .supervision import WorkerSupervisor
+from . import _registry
+from ._supervision import WorkerSupervisor
 
 __all__ = ["PoolState", "QueuedJob", "pool", "pool_id", "supervisor", "supervisor_id"]
 
@@ -51,7 +51,7 @@ def pool(name: Any) -> PoolState:
         PoolNotFoundError: the pool is not running (and not configured).
         TypeError: ``name`` is neither a str nor a Pool.
     """
-    found = registry.lookup(name)
+    found = _registry.lookup(name)
     supervisor = found.supervisor
     workers = supervisor.workers()
     queued = found.queue.snapshot()
@@ -69,14 +69,14 @@ def pool(name: Any) -> PoolState:
 
 def pool_id(name: Any) -> str:
     """``"<name>_pool"``, the id of a running pool."""
-    return registry.lookup(name).id
+    return _registry.lookup(name).id
 
 
 def supervisor(name: Any) -> WorkerSupervisor:
     """The worker supervisor of a running pool."""
-    return registry.lookup(name).supervisor
+    return _registry.lookup(name).supervisor
 
 
 def supervisor_id(name: Any) -> str:
     """``"<name>_pool_sup"``, the id of a running pool's worker supervisor."""
-    return registry.lookup(name).supervisor.id
+    return _registry.lookup(name).supervisor.id

@@ -46,7 +46,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from .errors import ConfigError
+from ._errors import ConfigError
 
 #: Name of the pool started lazily when first named; False means none.
 DEFAULT_POOL = "job"

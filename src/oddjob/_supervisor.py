@@ -8,10 +8,10 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from . import registry
-from .config import PoolOptions
-from .errors import ConfigError
-from .pool import Pool
+from . import _registry
+from ._config import PoolOptions
+from ._errors import ConfigError
+from ._pool import Pool
 
 __all__ = ["Supervisor", "child_spec", "parse_child", "start_link"]
 
@@ -165,7 +165,7 @@ class Supervisor:
                 their jobs end).
         """
         pools, self._pools = self._pools, []
-        late = registry.stop_pools(list(reversed(pools)), timeout)
+        late = _registry.stop_pools(list(reversed(pools)), timeout)
         if late:
             raise TimeoutError(
                 f"Supervisor.stop: the workers of {', '.join(repr(p.name) for p in late)} "

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
-from . import api
-from .scheduler import Delay, TimerRef, When, perform_after, perform_at
+from . import _api
+from ._scheduler import Delay, TimerRef, When, perform_after, perform_at
 
 if TYPE_CHECKING:
     from ._core_py import Job
-    from .pool import Pool
+    from ._pool import Pool
 
 __all__ = ["perform_this"]
 
@@ -89,7 +89,7 @@ def perform_this(
         if after is not None:
             return perform_after(after, pool, fn)
         if mode is not None:
-            return api.async_perform(pool, fn)
-        return api.perform(pool, fn)
+            return _api.async_perform(pool, fn)
+        return _api.perform(pool, fn)
 
     return submit

@@ -28,9 +28,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from . import config
-from .config import PoolOptions
-from .errors import WorkerCrashedError
+from . import _config
+from ._config import PoolOptions
+from ._errors import WorkerCrashedError
 
 __all__ = ["WorkerInfo", "WorkerSupervisor", "current_worker"]
 
@@ -162,9 +162,9 @@ class _Setup:
     __slots__ = ("finalizer", "initargs", "initializer", "restart_on_error")
 
     def __init__(self, options: PoolOptions) -> None:
-        self.initializer = config.resolve_callable(options.initializer, "initializer")
+        self.initializer = _config.resolve_callable(options.initializer, "initializer")
         self.initargs = options.initargs
-        self.finalizer = config.resolve_callable(options.finalizer, "finalizer")
+        self.finalizer = _config.resolve_callable(options.finalizer, "finalizer")
         self.restart_on_error = options.restart_on_error
 
 

@@ -1,7 +1,7 @@
 """Timers: jobs queued later, all driven by one scheduling thread.
 
     perform_after / perform_at / perform_many_*
-        | validate, resolve the pool (registry.lookup), make a TimerRef
+        | validate, resolve the pool (_registry.lookup), make a TimerRef
         v
     _Scheduler: two heaps of (due, serial, TimerRef)   <-- cancel_timer / read_timer
         | the "oddjob-scheduler" thread sleeps until the earliest due time,
@@ -19,7 +19,7 @@ that races the firing either wins (the job never runs) or loses (it returns Fals
 job, already queued, runs once). A cancelled entry stays in its heap until it surfaces or
 the heaps are compacted, which happens as soon as cancelled entries outnumber pending ones.
 
-Timers belong to their Pool object: Pool.stop() calls registry.stop_hooks, and ours
+Timers belong to their Pool object: Pool.stop() calls _registry.stop_hooks, and ours
 cancels that pool's timers. The scheduling thread starts with the first timer and exits
 once none is left (after IDLE_LINGER, or at once when a pool stop leaves none). After
 os.fork() the child starts with a fresh scheduler: inherited timers are dropped, so a job
@@ -40,11 +40,11 @@ from datetime import datetime, timedelta
 from datetime import time as dtime
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeAlias, TypeVar, final
 
-from . import registry
-from .errors import PoolNotFoundError
+from . import _registry
+from ._errors import PoolNotFoundError
 
 if TYPE_CHECKING:
-    from .pool import Pool
+    from ._pool import Pool
 
 __all__ = [
     "TimerRef",
@@ -212,7 +212,7 @@ class _Scheduler:
         with self._cond:
             # A pool unregisters before its stop hook takes this lock: checked here, a
             # pool stopping meanwhile either refuses the timer or its hook cancels it.
-            if registry.whereis(pool.name) is not pool:
+            if _registry.whereis(pool.name) is not pool:
                 raise PoolNotFoundError(f"pool {pool.name!r} is not running")
             if self._thread is None:
                 # Started before the timer is added, so that a failure schedules nothing.
@@ -353,7 +353,7 @@ def _install_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
-    registry.stop_hooks.append(_cancel_pool_timers)
+    _registry.stop_hooks.append(_cancel_pool_timers)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
 
@@ -455,7 +455,7 @@ def perform_after(
     """
     due = time.monotonic() + _delay_seconds(delay)
     _check_callable(fn)
-    target = registry.lookup(pool)
+    target = _registry.lookup(pool)
     return _scheduler.add(TimerRef(target, due, False, fn, args, kwargs, None))
 
 
@@ -485,7 +485,7 @@ def perform_at(
     """
     due = _wall_due(when)
     _check_callable(fn)
-    target = registry.lookup(pool)
+    target = _registry.lookup(pool)
     return _scheduler.add(TimerRef(target, due, True, fn, args, kwargs, None))
 
 
@@ -507,7 +507,7 @@ def perform_many_after(
     due = time.monotonic() + _delay_seconds(delay)
     _check_callable(fn)
     batch = _batch(iterable)
-    target = registry.lookup(pool)
+    target = _registry.lookup(pool)
     return _scheduler.add(TimerRef(target, due, False, fn, (), {}, batch))
 
 
@@ -527,7 +527,7 @@ def perform_many_at(
     due = _wall_due(when)
     _check_callable(fn)
     batch = _batch(iterable)
-    target = registry.lookup(pool)
+    target = _registry.lookup(pool)
     return _scheduler.add(TimerRef(target, due, True, fn, (), {}, batch))
 
 

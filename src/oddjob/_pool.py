@@ -13,12 +13,12 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import _backend, config, registry
-from .errors import OddJobError, PoolNotFoundError
-from .supervision import WorkerSupervisor
+from . import _backend, _config, _registry
+from ._errors import OddJobError, PoolNotFoundError
+from ._supervision import WorkerSupervisor
 
 if TYPE_CHECKING:  # scheduler imports the registry, which imports this module
-    from .scheduler import TimerRef, When
+    from ._scheduler import TimerRef, When
 
 __all__ = ["Pool"]
 
@@ -83,16 +83,16 @@ class Pool:
         self._own_options = options
         # Resolved (and validated: bad options fail here, not at start()) now for repr
         # and introspection, and again at start(), which takes the configuration then.
-        self.options = config.pool_options(name, **options)
+        self.options = _config.pool_options(name, **options)
         self._lock = threading.Lock()
         self._state = _NEW
         self._queue: Any = None
         self._supervisor: WorkerSupervisor | None = None
         # The hot methods go straight to the compiled dispatcher, as oddjob.perform does
         # (a stopped pool raises PoolNotFoundError there); the defs below document them.
-        self.perform = partial(registry.dispatch.perform, self)  # type: ignore[method-assign]
+        self.perform = partial(_registry.dispatch.perform, self)  # type: ignore[method-assign]
         self.async_perform = partial(  # type: ignore[method-assign]
-            registry.dispatch.async_perform, self
+            _registry.dispatch.async_perform, self
         )
 
     # -- lifecycle ---------------------------------------------------------------
@@ -107,7 +107,7 @@ class Pool:
             RuntimeError: the OS refused a worker thread; nothing is left running and
                 the name stays free.
         """
-        registry.register(self, self._start)
+        _registry.register(self, self._start)
         return self
 
     def _start(self) -> None:
@@ -117,7 +117,7 @@ class Pool:
                 raise OddJobError(
                     f"pool {self.name!r} was started once already; make a new Pool to restart it"
                 )
-            self.options = config.pool_options(self.name, **self._own_options)
+            self.options = _config.pool_options(self.name, **self._own_options)
             core = _backend.core
             queue = core.Queue(self.name)
             supervisor = WorkerSupervisor(self.name, queue, core, self.options)
@@ -152,10 +152,10 @@ class Pool:
         """
         # Every argument is checked before anything changes: a call that raises here
         # leaves the pool running.
-        end = registry.deadline(timeout)
+        end = _registry.deadline(timeout)
         wait = _flag(wait, "wait")
         cancel_pending = _flag(cancel_pending, "cancel_pending")
-        registry.unregister(self)
+        _registry.unregister(self)
         with self._lock:
             self._state = _STOPPED
         self._queue.close(cancel_pending)
@@ -249,33 +249,33 @@ class Pool:
         self, delay: float | timedelta, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
     ) -> TimerRef:
         """Queue ``fn(*args, **kwargs)`` on this pool after ``delay`` (see oddjob.perform_after)."""
-        from . import scheduler
+        from . import _scheduler
 
-        return scheduler.perform_after(delay, self, fn, *args, **kwargs)
+        return _scheduler.perform_after(delay, self, fn, *args, **kwargs)
 
     def perform_at(
         self, when: When, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
     ) -> TimerRef:
         """Queue ``fn(*args, **kwargs)`` on this pool at ``when`` (see oddjob.perform_at)."""
-        from . import scheduler
+        from . import _scheduler
 
-        return scheduler.perform_at(when, self, fn, *args, **kwargs)
+        return _scheduler.perform_at(when, self, fn, *args, **kwargs)
 
     def perform_many_after(
         self, delay: float | timedelta, iterable: Iterable[Item], fn: Callable[[Item], Any]
     ) -> TimerRef:
         """One timer for the batch; it enters this pool's queue as one batch."""
-        from . import scheduler
+        from . import _scheduler
 
-        return scheduler.perform_many_after(delay, self, iterable, fn)
+        return _scheduler.perform_many_after(delay, self, iterable, fn)
 
     def perform_many_at(
         self, when: When, iterable: Iterable[Item], fn: Callable[[Item], Any]
     ) -> TimerRef:
         """One timer for the batch, firing at ``when``."""
-        from . import scheduler
+        from . import _scheduler
 
-        return scheduler.perform_many_at(when, self, iterable, fn)
+        return _scheduler.perform_many_at(when, self, iterable, fn)
 
 
-registry.dispatch.pool_type = Pool  # Pool objects are looked up directly, as names are
+_registry.dispatch.pool_type = Pool  # Pool objects are looked up directly, as names are

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, config
-from .errors import ConfigError, PoolAlreadyStartedError, PoolNotFoundError
+from . import _backend, _config
+from ._errors import ConfigError, PoolAlreadyStartedError, PoolNotFoundError
 
 if TYPE_CHECKING:
-    from .pool import Pool
+    from ._pool import Pool
 
 logger = logging.getLogger("oddjob")
 
@@ -68,7 +68,7 @@ def lookup(pool: object) -> Pool:
         TypeError: ``pool`` is neither a str nor a Pool.
         PoolNotFoundError: no such pool is running or configured.
     """
-    from .pool import Pool
+    from ._pool import Pool
 
     if isinstance(pool, Pool):
         if not pool.running:
@@ -83,7 +83,7 @@ def lookup(pool: object) -> Pool:
         found = _pools.get(pool)
         if found is not None:
             return found
-        options = config.options_for(pool)
+        options = _config.options_for(pool)
         if options is None:
             raise PoolNotFoundError(f"no pool named {pool!r} is running")
         new = Pool(pool)  # takes its configured options when it starts
@@ -167,10 +167,10 @@ def _at_exit() -> None:
     # Runs in threading._shutdown, before non-daemon threads are joined: drain every
     # pool within a bound. The joins are interruptible, so Ctrl-C ends the drain.
     try:
-        timeout = config.settings().exit_timeout
+        timeout = _config.settings().exit_timeout
     except ConfigError as exc:  # a bad setting must not stop the drain
         logger.error("oddjob configuration: %s; draining with the default exit timeout", exc)
-        timeout = config.EXIT_TIMEOUT
+        timeout = _config.EXIT_TIMEOUT
     try:
         stop_all(timeout=timeout)
     except KeyboardInterrupt:
