@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import CancelledError
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -192,10 +193,11 @@ def test_await_many_with_some_jobs_done_and_some_not_times_out_then_collects(mak
     done_job = oddjob.async_perform(pool, lambda: "done")
     oddjob.await_(done_job, timeout=WAIT)
     slow_job = oddjob.async_perform(pool, lambda: release.wait(WAIT) and "slow")
+    jobs: list[oddjob.Job[Any]] = [done_job, slow_job]  # a Job[str] and a Job[bool | str]
     with pytest.raises(TimeoutError):
-        oddjob.await_many([done_job, slow_job], timeout=0.05)
+        oddjob.await_many(jobs, timeout=0.05)
     release.set()
-    assert oddjob.await_many([done_job, slow_job], timeout=WAIT) == ["done", "slow"]
+    assert oddjob.await_many(jobs, timeout=WAIT) == ["done", "slow"]
 
 
 def test_await_many_accepts_timeout_none(make_pool):
@@ -278,11 +280,12 @@ def test_await_many_raises_cancelled_while_other_jobs_still_run(make_pool):
     release = gate()
     blocker = oddjob.async_perform(pool, lambda: release.wait(WAIT))
     queued = oddjob.async_perform(pool, str)
+    jobs: list[oddjob.Job[Any]] = [queued, blocker]  # a Job[str] and a Job[bool]
     canceller = threading.Timer(0.05, queued.cancel)
     canceller.start()
     try:
         with pytest.raises(CancelledError):
-            oddjob.await_many([queued, blocker], timeout=WAIT)
+            oddjob.await_many(jobs, timeout=WAIT)
         assert not blocker.done()
     finally:
         canceller.join(WAIT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,7 @@ def test_async_perform_many_batches_from_concurrent_submitters_run_contiguously(
     pool = make_pool(1)
     ran = Recorder()
     batches = make_batches()
-    results = {}
+    results: dict[tuple[int, int], Any] = {}  # each batch's Jobs, then their results
 
     def submit(t, start):
         start.wait(WAIT)

@@ -4,6 +4,8 @@ Backpressure for calls to databases and external APIs: fire-and-forget jobs,
 async jobs whose results come back, batches. See the README for a tour.
 """
 
+from typing import TYPE_CHECKING
+
 from ._api import (
     async_perform,
     async_perform_many,
@@ -42,7 +44,10 @@ from ._supervision import WorkerInfo, WorkerSupervisor, current_worker
 from ._supervisor import Supervisor, child_spec, start_link
 from ._version import __version__
 
-Job = _core_impl.Job
+if TYPE_CHECKING:  # the generic Job[T] that async_perform returns (both cores have it)
+    from ._core_py import Job
+else:  # the class of the core in use: the compiled one unless ODDJOB_NO_EXTENSIONS
+    Job = _core_impl.Job
 
 __all__ = [
     "ConfigError",

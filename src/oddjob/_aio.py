@@ -7,7 +7,12 @@ call_soon_threadsafe; cancelling the awaiting task cancels the job if still queu
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ._core_py import Job
+
+T = TypeVar("T")
 
 
 def _mark_done(fut: asyncio.Future[None]) -> None:
@@ -15,7 +20,7 @@ def _mark_done(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-async def await_job(job: Any) -> Any:
+async def await_job(job: Job[T]) -> T:
     """Wait for ``job`` on the running loop and return its result (or raise)."""
     if not job.done():
         loop = asyncio.get_running_loop()

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         pool: PoolName, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> Job[T]:
         """Run ``fn(*args, **kwargs)`` on a worker of ``pool`` and return its ``Job``."""
+        ...
 
 else:
     perform = _registry.dispatch.perform
@@ -63,12 +64,13 @@ def perform_many(pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], 
 
 def async_perform_many(
     pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], T]
-) -> list[Any]:
+) -> list[Job[T]]:
     """One async job per item, queued as one batch; the Jobs in input order."""
-    return _registry.queue(pool).push_async_many(fn, _as_list(iterable))  # type: ignore[no-any-return]
+    jobs: list[Job[T]] = _registry.queue(pool).push_async_many(fn, _as_list(iterable))
+    return jobs
 
 
-def await_(job: Any, timeout: Timeout = 5.0) -> Any:
+def await_(job: Job[T], timeout: Timeout = 5.0) -> T:
     """Wait for ``job`` and return its result.
 
     Args:
@@ -85,7 +87,7 @@ def await_(job: Any, timeout: Timeout = 5.0) -> Any:
     return job.result(timeout)
 
 
-def await_many(jobs: Iterable[Any], timeout: Timeout = 5.0) -> list[Any]:
+def await_many(jobs: Iterable[Job[T]], timeout: Timeout = 5.0) -> list[T]:
     """Results of ``jobs`` in their order, within one overall deadline.
 
     Raises the first failure seen; on TimeoutError every job stays collectable.

@@ -637,7 +637,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     Returns:
         The exit status: 0, or 1 if a peer failed somewhere (its tracebacks are on stderr).
     """
-    out = out or sys.stdout
+    stdout: TextIO = sys.stdout  # typeshed: TextIO | Any
+    out = out or stdout
     cli = parser()
     args = cli.parse_args(argv)
     settings = Settings(

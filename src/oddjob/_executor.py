@@ -60,6 +60,11 @@ Deviations, where ThreadPoolExecutor would hang, lose a thread or raise:
 batch in one push, and accepts and ignores ``chunksize`` as ThreadPoolExecutor does.
 """
 
+# Executor keeps ThreadPoolExecutor's private attributes with CPython's real types where
+# typeshed's differ (_broken: False or the reason, typeshed bool; _threads: a set, typeshed
+# AbstractSet), so pyright's invariance check of those overrides is off in this file.
+# pyright: reportIncompatibleVariableOverride=false
+
 from __future__ import annotations
 
 import itertools

@@ -18,6 +18,7 @@ from ._errors import OddJobError, PoolNotFoundError
 from ._supervision import WorkerSupervisor
 
 if TYPE_CHECKING:  # scheduler imports the registry, which imports this module
+    from ._core_py import Job
     from ._scheduler import TimerRef, When
 
 __all__ = ["Pool"]
@@ -235,13 +236,15 @@ class Pool:
         """Run ``fn(item)`` for each item; the batch enters the queue at once, in order."""
         self.queue.push_many(fn, _as_list(iterable))
 
-    def async_perform(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Any:
+    def async_perform(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Job[T]:
         """Run ``fn(*args, **kwargs)`` on a worker and return its Job."""
-        return self.queue.push_async(fn, args, kwargs)
+        job: Job[T] = self.queue.push_async(fn, args, kwargs)
+        return job
 
-    def async_perform_many(self, iterable: Iterable[Item], fn: Callable[[Item], T]) -> list[Any]:
+    def async_perform_many(self, iterable: Iterable[Item], fn: Callable[[Item], T]) -> list[Job[T]]:
         """The batch form of async_perform: one Job per item, in input order."""
-        return self.queue.push_async_many(fn, _as_list(iterable))  # type: ignore[no-any-return]
+        jobs: list[Job[T]] = self.queue.push_async_many(fn, _as_list(iterable))
+        return jobs
 
     # -- scheduled work --------------------------------------------------------------
 

@@ -267,6 +267,7 @@ class WorkerSupervisor:
     def _exited(self, worker: Any, index: int, crash: _Crash | None) -> None:
         """Called on a worker's thread as it leaves: replace it if the pool needs it."""
         restart_all = broken = False
+        retiring: list[Any] = []  # the other workers, when all restart
         delay = 0.0
         with self._lock:
             thread = self._threads.pop(worker, None)
