@@ -43,6 +43,7 @@ from ._scheduler import (
 from ._supervision import WorkerInfo, WorkerSupervisor, current_worker
 from ._supervisor import Supervisor, child_spec, start_link
 from ._version import __version__
+from ._waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
 
 if TYPE_CHECKING:  # the generic Job[T] that async_perform returns (both cores have it)
     from ._core_py import Job
@@ -50,8 +51,11 @@ else:  # the class of the core in use: the compiled one unless ODDJOB_NO_EXTENSI
     Job = _core_impl.Job
 
 __all__ = [
+    "ALL_COMPLETED",
     "ConfigError",
     "Executor",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "Job",
     "OddJobError",
     "Pool",
@@ -66,6 +70,7 @@ __all__ = [
     "WorkerInfo",
     "WorkerSupervisor",
     "__version__",
+    "as_completed",
     "async_perform",
     "async_perform_many",
     "await_",
@@ -88,6 +93,7 @@ __all__ = [
     "stop",
     "supervisor",
     "supervisor_id",
+    "wait",
     "whereis",
     "workers",
 ]
