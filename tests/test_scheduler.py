@@ -516,8 +516,8 @@ def test_a_job_fired_at_a_stopped_pool_is_dropped_silently(make_pool, caplog):
     pool = oddjob.whereis(make_pool(1))
     assert pool is not None
     oddjob.stop(pool)
-    scheduler._fire(pool, never, (), {}, None)
-    scheduler._fire(pool, never, (), {}, [1, 2])
+    scheduler._fire(pool, never, (), {}, None, None)
+    scheduler._fire(pool, never, (), {}, [1, 2], None)
     assert [r for r in caplog.records if r.name == "oddjob"] == []
 
 

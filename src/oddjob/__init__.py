@@ -26,6 +26,7 @@ from ._errors import (
     PoolAlreadyStartedError,
     PoolBrokenError,
     PoolNotFoundError,
+    QueueFullError,
     WorkerCrashedError,
 )
 from ._executor import Executor
@@ -63,6 +64,7 @@ __all__ = [
     "PoolBrokenError",
     "PoolNotFoundError",
     "PoolState",
+    "QueueFullError",
     "QueuedJob",
     "Supervisor",
     "TimerRef",

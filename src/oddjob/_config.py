@@ -6,7 +6,7 @@ Each setting is resolved key by key; the first source that sets a key wins::
       > extra pool overrides     configure(extra_pools=...) over the file's [extra_pools.NAME]
       > configure()              successive calls merged, the latest call per key
       > environment              ODDJOB_DEFAULT_POOL, ODDJOB_POOL_SIZE, ODDJOB_MAX_RESTARTS,
-                                 ODDJOB_MAX_SECONDS, ODDJOB_EXIT_TIMEOUT
+                                 ODDJOB_MAX_SECONDS, ODDJOB_EXIT_TIMEOUT, ODDJOB_MAX_QUEUE
       > file                     the TOML file named by ODDJOB_CONFIG (top-level keys)
       > built-in defaults        DEFAULT_POOL, POOL_SIZE, ... below
 
@@ -67,6 +67,7 @@ ENV_VARS: Final = MappingProxyType(
         "max_restarts": "ODDJOB_MAX_RESTARTS",
         "max_seconds": "ODDJOB_MAX_SECONDS",
         "exit_timeout": "ODDJOB_EXIT_TIMEOUT",
+        "max_queue": "ODDJOB_MAX_QUEUE",
     }
 )
 #: The environment variable naming the TOML configuration file.
@@ -83,6 +84,10 @@ _POOL_KEYS = (
     "initializer",
     "initargs",
     "finalizer",
+    "max_queue",
+    "on_full",
+    "block_timeout",
+    "copy_context",
 )
 _KEYS = ("default_pool", *_POOL_KEYS, "extra_pools", "exit_timeout")
 _CALLABLE = "a callable, an import string 'package.module:function', or None"
@@ -97,6 +102,10 @@ _EXPECTED = {
     "initializer": _CALLABLE,
     "initargs": "a tuple (or list) of arguments",
     "finalizer": _CALLABLE,
+    "max_queue": "an int >= 1, or None for no limit",
+    "on_full": "'block' or 'raise'",
+    "block_timeout": "a number >= 0 (seconds), a timedelta, or None for no limit",
+    "copy_context": "True or False",
 }
 _INVALID: Final = object()
 # "package.module:function" (or ":Class.method"): how the file names a callable.
@@ -118,6 +127,14 @@ class PoolOptions:
     initargs: tuple[Any, ...] = ()
     #: Called in each worker as it leaves, if its initializer succeeded.
     finalizer: Callable[[], object] | str | None = None
+    #: The most jobs the pool holds queued (running jobs do not count); None: no limit.
+    max_queue: int | None = None
+    #: What a submit to a full queue does: "block" until it fits, or "raise" QueueFullError.
+    on_full: Literal["block", "raise"] = "block"
+    #: Seconds a blocked submit waits for room before QueueFullError; None: no limit.
+    block_timeout: float | None = None
+    #: Each job runs in a copy of its submitter's contextvars context.
+    copy_context: bool = True
 
     @classmethod
     def build(cls, base: PoolOptions | None = None, **options: Any) -> PoolOptions:
@@ -177,6 +194,14 @@ def configure(**options: Any) -> None:
         finalizer: called in each worker thread as it leaves (the pool stopped, the
             worker retired or crashed), if its initializer succeeded; a callable or an
             import string. Its exceptions are logged.
+        max_queue: the most jobs a pool holds queued, an int >= 1, or None (the
+            default) for no limit.
+        on_full: what a submit to a full queue does: ``"block"`` (the default) waits
+            until the whole submission fits; ``"raise"`` raises QueueFullError.
+        block_timeout: seconds (or a timedelta) a blocked submit waits before
+            QueueFullError; None (the default) waits as long as it takes.
+        copy_context: run each job in a copy of its submitter's contextvars context
+            (default True); False runs jobs in the worker's own context.
 
     Raises:
         ConfigError: an unknown key or a bad value; nothing is applied then.
@@ -310,13 +335,18 @@ def _from_env() -> dict[str, Any]:
     if raw is not None:
         name = raw.strip()
         found["default_pool"] = False if name.lower() in NO_DEFAULT_POOL else name
-    for key in ("pool_size", "max_restarts", "max_seconds", "exit_timeout"):
+    for key in ("pool_size", "max_restarts", "max_seconds", "exit_timeout", "max_queue"):
         var = ENV_VARS[key]
         raw = os.environ.get(var, "")
         if not raw.strip():
             continue  # unset, or set to empty (as for PYTHON* variables): not a setting
+        if key == "max_queue" and raw.strip().lower() == "none":
+            found[key] = None
+            continue
         try:
-            parsed: Any = int(raw) if key in ("pool_size", "max_restarts") else float(raw)
+            parsed: Any = (
+                int(raw) if key in ("pool_size", "max_restarts", "max_queue") else float(raw)
+            )
         except ValueError:
             parsed = _INVALID
         value = _INVALID if parsed is _INVALID else _normalize(key, parsed)
@@ -428,8 +458,25 @@ def _normalize(key: str, value: Any) -> Any:
     expected: True as a pool size is a mistake, not 1."""
     if key == "default_pool":
         ok = value is False or (type(value) is str and value != "")
-    elif key == "restart_on_error":
+    elif key in ("restart_on_error", "copy_context"):
         ok = type(value) is bool
+    elif key == "max_queue":
+        ok = value is None or (type(value) is int and value >= 1)
+    elif key == "on_full":
+        ok = type(value) is str and value in ("block", "raise")
+    elif key == "block_timeout":
+        if value is None:
+            return None
+        if type(value) in (int, float):
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond float range: forever
+                return None
+        elif isinstance(value, timedelta):
+            value = value.total_seconds()
+        else:
+            return _INVALID
+        ok = value >= 0  # False for NaN too
     elif key in ("initializer", "finalizer"):
         ok = value is None or (
             _IMPORT_STRING.fullmatch(value) is not None if type(value) is str else callable(value)

@@ -22,7 +22,7 @@ cdef struct Slot:
     PyObject *fn        # the callable; NULL for async jobs
     PyObject *args      # args tuple, or the single item when flags & SLOT_ONE_ARG
     PyObject *kwargs    # keyword arguments dict, or NULL when there are none
-    PyObject *job       # the Job of an async job, else NULL
+    PyObject *obj       # an async job's Job (SLOT_JOB), else its Context or NULL
     int flags
 
 
@@ -51,6 +51,17 @@ cdef class _Countdown:
 
 
 @cython.final
+cdef class RoomTicket:
+    # A submitter's place in a bounded queue's line while it waits for room.
+    cdef Py_ssize_t n        # slots it needs
+    cdef bint queued         # in the line now
+    cdef bint signalled      # woken for room it has not yet taken
+    cdef Waiter waiter       # a blocked thread's, released on a signal; or None
+    cdef object wake         # called (without the mutex) on a signal; or None
+    cdef int fire(self) except -1
+
+
+@cython.final
 cdef class Worker:
     cdef PyThread_type_lock _wake
     cdef bint _busy
@@ -76,6 +87,9 @@ cdef class Job:
     cdef object _result     # the result; once _exception is set, its own traceback
     cdef object _exception
     cdef list _listeners    # Waiters and done callbacks; None until there is one
+    cdef object _context    # the contextvars.Context it runs in, or None: the worker's own
+    cdef bint _shared_context  # _context is its batch's: run in a copy of it
+    cdef bint _retrieved    # its outcome was read (else a failure is logged at collection)
 
     cdef int _wait(self, object timeout) except -1
     cdef bint _listen(self, object listener) except -1
@@ -98,6 +112,12 @@ cdef class Queue:
     cdef bint _closed
     cdef bint _spinning     # a worker spins for work before sleeping (free-threaded only)
     cdef object _broken     # the initializer's exception once the pool is broken, else None
+    cdef Py_ssize_t _max     # the most jobs it holds queued, or -1: no limit
+    cdef bint _raise_when_full
+    cdef double _block_timeout  # seconds a blocked submit waits; -1.0: no limit
+    cdef bint _copy_context
+    cdef list _line         # RoomTickets waiting for room, first come first served
+    cdef Py_ssize_t _line_len
     cdef unsigned long long _serial
     cdef unsigned long long _next_ref
     cdef readonly object name
@@ -109,13 +129,20 @@ cdef class Queue:
     cdef void _shrink(self) noexcept nogil
     cdef PyObject **_detach_idle(self, Py_ssize_t *n, bint wake) noexcept
     cdef Slot *_take_all(self, Py_ssize_t *n) noexcept nogil
-    cdef Job _new_job(self, object fn, object args, object kwargs, Owner owner, bint one_arg)
-    cdef int _lock_for(self, Py_ssize_t n) except -1
-    cdef Py_ssize_t _lock_for_list(self, list batch) except -1
-    cdef int _room(self, Py_ssize_t n) except -1
+    cdef Job _new_job(self, object fn, object args, object kwargs, Owner owner, bint one_arg,
+                      object context, bint shared)
+    cdef int _lock_for(self, Py_ssize_t n, RoomTicket ticket, bint force) except -1
+    cdef int _room(self, Py_ssize_t n, RoomTicket ticket, bint force) except -1
+    cdef int _wait_for_room(self, Py_ssize_t n, RoomTicket ticket) except -1
+    cdef void _leave_line(self, RoomTicket ticket) noexcept
+    cdef int _wake_line(self) except -1
+    cdef list _release_line(self)
+    cdef object _capture(self)
     cdef int _fail(self, Job job, object exc) except -1
     cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
-                             PyObject *job, int flags) noexcept
+                             PyObject *obj, int flags) noexcept
     cdef inline void _unlock_and_wake(self) noexcept
-    cdef int _push(self, object fn, tuple args, dict kwargs) except -1
-    cdef Job _push_async(self, object fn, tuple args, dict kwargs)
+    cdef int _push(self, object fn, tuple args, dict kwargs, RoomTicket ticket) except -1
+    cdef Job _push_async(self, object fn, tuple args, dict kwargs, RoomTicket ticket)
+    cdef int _push_many(self, object fn, object items, RoomTicket ticket, bint force,
+                        object context) except -1

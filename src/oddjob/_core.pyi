@@ -1,6 +1,7 @@
 """Type stubs of the compiled core; the pure-Python twin (_core_py) has the same API."""
 
 from collections.abc import Callable, Generator, Iterable
+from contextvars import Context
 from datetime import timedelta
 from typing import Any, Final, Generic, TypeVar
 
@@ -71,21 +72,67 @@ class Dispatcher:
         self, pool: object, fn: Callable[..., T], /, *args: Any, **kwargs: Any
     ) -> Job[T]: ...
 
+class RoomTicket:
+    """A place in a bounded queue's line of submitters waiting for room (oddjob.aio)."""
+
+    def __init__(self, wake: Callable[[], object]) -> None: ...
+    @property
+    def waiting(self) -> bool: ...
+
 class Queue:
     @property
     def name(self) -> str: ...
     @property
     def closed(self) -> bool: ...
-    def __init__(self, name: str) -> None: ...
-    def __len__(self) -> int: ...
-    def push(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None
+    @property
+    def max_queue(self) -> int | None: ...
+    @property
+    def on_full(self) -> str: ...
+    @property
+    def block_timeout(self) -> float | None: ...
+    @property
+    def copy_context(self) -> bool: ...
+    def __init__(
+        self,
+        name: str,
+        max_queue: int | None = None,
+        on_full: str = "block",
+        block_timeout: float | timedelta | None = None,
+        copy_context: bool = True,
     ) -> None: ...
-    def push_many(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> None: ...
+    def __len__(self) -> int: ...
+    def waiting(self) -> int: ...
+    def withdraw(self, ticket: RoomTicket) -> None: ...
+    def push(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        ticket: RoomTicket | None = None,
+    ) -> None: ...
+    def push_scheduled(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        context: Context | None,
+    ) -> None: ...
+    def push_many(
+        self, fn: Callable[[Any], Any], items: Iterable[Any], ticket: RoomTicket | None = None
+    ) -> None: ...
+    def push_many_scheduled(
+        self, fn: Callable[[Any], Any], items: Iterable[Any], context: Context | None
+    ) -> None: ...
     def push_async(
-        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any] | None
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        ticket: RoomTicket | None = None,
     ) -> Job[T]: ...
-    def push_async_many(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[Job[T]]: ...
+    def push_async_many(
+        self, fn: Callable[[Any], T], items: Iterable[Any], ticket: RoomTicket | None = None
+    ) -> list[Job[T]]: ...
     def work(
         self, worker: Worker, restart_on_error: bool = False
     ) -> tuple[BaseException, Callable[..., Any], bool] | None: ...

@@ -15,6 +15,12 @@ The pure-Python twin, _core_py.py, has the same names and behaviour.
 """
 
 cimport cython
+from cpython.contextvars cimport (
+    PyContext_Copy,
+    PyContext_CopyCurrent,
+    PyContext_Enter,
+    PyContext_Exit,
+)
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.object cimport PyObject
@@ -33,11 +39,13 @@ from libc.string cimport memcpy, memmove
 
 import threading
 from concurrent.futures import CancelledError
+from contextvars import Context
 from datetime import timedelta
 from time import monotonic
+from types import GenericAlias
 
 from oddjob._failures import log_job_error
-from oddjob._errors import PoolBrokenError, PoolNotFoundError
+from oddjob._errors import PoolBrokenError, PoolNotFoundError, QueueFullError, _NoRoom
 
 
 cdef extern from *:
@@ -131,6 +139,8 @@ cdef enum:
 # Slot flags.
 cdef enum:
     SLOT_ONE_ARG = 1   # Slot.args holds the single argument itself (perform_many)
+    SLOT_SHARED_CONTEXT = 2  # Slot.obj is a context shared (a batch's): run in a copy
+    SLOT_JOB = 4       # Slot.obj is an async job's Job (whose fields hold the rest)
 
 # Job states; done() is state >= FINISHED.
 cdef enum:
@@ -189,6 +199,12 @@ cdef inline int _check_callable(object fn) except -1:
     if not callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
     return 0
+
+
+cdef object _log_unretrieved(object job, object exc, object tb):
+    import logging
+    logging.getLogger("oddjob").error(
+        "Job exception was never retrieved: %r", job, exc_info=(type(exc), exc, tb))
 
 
 cdef object _log_callback_error(object job, object callback):
@@ -324,6 +340,48 @@ cdef class _Countdown:
 
 
 # ----------------------------------------------------------------------------
+# Room tickets: submitters waiting for room in a bounded queue
+
+
+@cython.final
+cdef class RoomTicket:
+    """A place in a bounded queue's line of submitters waiting for room.
+
+    oddjob.aio makes one with a wake callable and passes it to a push; a push that
+    finds no room raises _NoRoom with the ticket in line, and wake() is called (on
+    whichever thread freed the room, without the queue's lock) once the push may fit:
+    the submitter pushes again with the same ticket, or gives up with withdraw().
+    Blocked threads get one inside the core, with a Waiter instead of wake."""
+
+    def __init__(self, wake):
+        _check_callable(wake)
+        self.wake = wake
+
+    @property
+    def waiting(self):
+        """True while in a queue's line."""
+        return self.queued
+
+    cdef int fire(self) except -1:
+        if self.waiter is not None:
+            PyThread_release_lock(self.waiter.lock)
+        elif self.wake is not None:
+            try:
+                self.wake()
+            except Exception:
+                import logging
+                logging.getLogger("oddjob").exception("room ticket wake-up %r raised", self.wake)
+        return 0
+
+
+cdef int _fire_all(list line) except -1:
+    if line is not None:
+        for ticket in line:
+            (<RoomTicket>ticket).fire()
+    return 0
+
+
+# ----------------------------------------------------------------------------
 # Workers
 
 
@@ -447,6 +505,7 @@ cdef class Job:
             raise TimeoutError(f"job {self.ref} did not finish within {timeout} seconds")
         if oj_load_state(&self._state) == CANCELLED:
             raise CancelledError()
+        self._retrieved = True
         return self._exception
 
     def add_done_callback(self, fn):
@@ -464,6 +523,14 @@ cdef class Job:
 
         return await_job(self).__await__()
 
+    __class_getitem__ = classmethod(GenericAlias)
+
+    def __del__(self):
+        # As asyncio does for tasks: a failure nobody read is logged, not lost.
+        if (self._exception is not None and not self._retrieved
+                and oj_load_state(&self._state) == FINISHED):
+            _log_unretrieved(self, self._exception, self._result)
+
     def __repr__(self):
         name = getattr(self.function, "__qualname__", None) or repr(self.function)
         return (f"<Job ref={self.ref} pool={self.pool!r} fn={name} "
@@ -477,6 +544,7 @@ cdef class Job:
         return self._queue
 
     cdef object _outcome(self):
+        self._retrieved = True
         if oj_load_state(&self._state) == CANCELLED:
             raise CancelledError()
         if self._exception is not None:
@@ -695,11 +763,11 @@ cdef object _drop(Queue q, Slot *taken, Py_ssize_t n):
     if taken == NULL:
         return 0
     for i in range(n):
-        if taken[i].job == NULL:
+        if not taken[i].flags & SLOT_JOB:
             dropped += 1
             continue
-        oj_track(taken[i].job)
-        job = <Job>taken[i].job
+        oj_track(taken[i].obj)
+        job = <Job>taken[i].obj
         try:
             if oj_load_state(&job._state) != PENDING:
                 continue
@@ -716,7 +784,7 @@ cdef object _drop(Queue q, Slot *taken, Py_ssize_t n):
         _xdecref(taken[i].fn)
         _xdecref(taken[i].args)
         _xdecref(taken[i].kwargs)
-        _xdecref(taken[i].job)
+        _xdecref(taken[i].obj)
     PyMem_RawFree(taken)
     if escaped is not None:
         raise escaped
@@ -740,7 +808,20 @@ cdef class Queue:
     """A pool's FIFO queue and dispatcher. Worker threads call work(); submitters
     call the push methods; close() lets the workers drain and exit."""
 
-    def __cinit__(self, name):
+    def __cinit__(self, name, max_queue=None, on_full="block", block_timeout=None,
+                  copy_context=True):
+        if max_queue is None:
+            self._max = -1
+        elif type(max_queue) is int and max_queue >= 1:
+            self._max = max_queue
+            self._line = []  # made now: a list made under the mutex could run the GC
+        else:
+            raise ValueError(f"max_queue must be an int >= 1 or None, not {max_queue!r}")
+        if type(on_full) is not str or on_full not in ("block", "raise"):
+            raise ValueError(f"on_full must be 'block' or 'raise', not {on_full!r}")
+        self._raise_when_full = on_full == "raise"
+        self._block_timeout = seconds(block_timeout, "block_timeout")
+        self._copy_context = bool(copy_context)
         if oj_lock_init(&self._mutex) != 0:
             raise MemoryError("cannot initialise a lock")
         self._lock_ready = True
@@ -768,9 +849,9 @@ cdef class Queue:
                 _xdecref(s.fn)
                 _xdecref(s.args)
                 _xdecref(s.kwargs)
-                if s.job != NULL:
-                    oj_track(s.job)
-                    _decref(s.job)
+                if s.flags & SLOT_JOB:
+                    oj_track(s.obj)
+                _xdecref(s.obj)
             PyMem_RawFree(self._slots)
         if self._idle != NULL:
             for i in range(self._idle_count):
@@ -828,7 +909,8 @@ cdef class Queue:
         oj_set_flag(&w._busy, False)
         return 0
 
-    cdef Job _new_job(self, object fn, object args, object kwargs, Owner owner, bint one_arg):
+    cdef Job _new_job(self, object fn, object args, object kwargs, Owner owner, bint one_arg,
+                      object context, bint shared):
         cdef Job job = Job.__new__(Job)
         job.pool = self.name
         job.function = fn
@@ -838,50 +920,174 @@ cdef class Queue:
         job._owner = PyThread_get_thread_ident()
         job._owner_token = owner
         job._queue = self
+        job._context = context
+        job._shared_context = shared
         oj_untrack(<PyObject *>job)  # while queued; see oj_untrack
         return job
+
+    cdef object _capture(self):
+        # The submitter's context, copied now (as asyncio.to_thread does), or None.
+        if self._copy_context:
+            return PyContext_CopyCurrent()
+        return None
 
     # -- submitting -------------------------------------------------------------
     # Each push is _lock_for(n), n _append()s, then _unlock_and_wake(): one lock
     # acquisition per call, so a batch enters the ring with nothing between its jobs.
 
-    cdef int _lock_for(self, Py_ssize_t n) except -1:
-        """Take the mutex with room for n more slots; raise (mutex released) if closed."""
+    cdef int _lock_for(self, Py_ssize_t n, RoomTicket ticket, bint force) except -1:
+        """Take the mutex with room for n more slots; raise (mutex released) if closed,
+        or full (see _wait_for_room). 1 if the submitter came through the line (then
+        it calls _wake_line once its jobs are in), else 0."""
         oj_lock(&self._mutex)
-        return self._room(n)
+        return self._room(n, ticket, force)
 
-    cdef Py_ssize_t _lock_for_list(self, list batch) except -1:
-        """_lock_for(len(batch)) with the length read under the mutex; returns it."""
-        oj_lock(&self._mutex)
-        cdef Py_ssize_t n = len(batch)
-        self._room(n)
-        return n
-
-    cdef int _room(self, Py_ssize_t n) except -1:
+    cdef int _room(self, Py_ssize_t n, RoomTicket ticket, bint force) except -1:
         # Mutex held: make room for n more slots, or release it and raise.
-        if self._closed or self._reserve(n) < 0:
+        cdef int lined = 0
+        if self._closed:
             oj_unlock(&self._mutex)
-            if self._closed:
-                raise _closed_error(self)
+            raise _closed_error(self)
+        if (self._max >= 0 and not force
+                and (self._count + n > self._max or self._line_len != 0)):
+            lined = self._wait_for_room(n, ticket)
+        if self._reserve(n) < 0:
+            oj_unlock(&self._mutex)
+            if lined:
+                self._wake_line()
             raise MemoryError()
+        return lined
+
+    cdef int _wait_for_room(self, Py_ssize_t n, RoomTicket ticket) except -1:
+        """Mutex held, and a bounded queue without room for n more jobs now (or with
+        submitters waiting before this one). Returns 1 with the mutex held once the
+        n jobs fit and this submitter is first in line; raises with it released:
+
+        - QueueFullError: the batch is larger than the bound; on_full is "raise"; the
+          calling thread is one of this queue's workers (waiting could deadlock the
+          pool); or block_timeout ran out.
+        - the closed error: the queue was closed meanwhile.
+        - _NoRoom: a push with a RoomTicket (oddjob.aio): the ticket joins the line,
+          and its wake() is called once the jobs may fit, to push again.
+
+        A blocked thread waits on a Waiter of its own, the GIL released."""
+        cdef RoomTicket mine = ticket
+        cdef double deadline = 0.0, left
+        cdef int got
+        if n > self._max:
+            oj_unlock(&self._mutex)
+            raise QueueFullError(
+                f"pool {self.name!r}: a batch of {n} jobs can never fit in its queue "
+                f"(max_queue={self._max})")
+        while True:
+            if self._closed:
+                self._leave_line(mine)
+                oj_unlock(&self._mutex)
+                raise _closed_error(self)
+            if self._count + n <= self._max and (
+                    self._line_len == 0 or self._line[0] is mine):
+                if mine is not None and mine.queued:
+                    del self._line[0]  # the caller holds mine: nothing is freed
+                    oj_set_size(&self._line_len, self._line_len - 1)
+                    mine.queued = mine.signalled = False
+                return 1
+            if self._raise_when_full:
+                oj_unlock(&self._mutex)
+                raise QueueFullError(
+                    f"pool {self.name!r} is full: {self._count} jobs queued "
+                    f"(max_queue={self._max}, on_full='raise')")
+            if mine is None:
+                # About to block: first the checks and allocations, without the mutex.
+                oj_unlock(&self._mutex)
+                if getattr(_locals, "worker_of", None) is self:
+                    raise QueueFullError(
+                        f"pool {self.name!r} is full and this job runs on one of its own "
+                        "workers: waiting for room could deadlock the pool")
+                mine = RoomTicket.__new__(RoomTicket)
+                mine.n = n
+                mine.waiter = Waiter()
+                if self._block_timeout >= 0:
+                    deadline = monotonic() + self._block_timeout
+                oj_lock(&self._mutex)
+                continue  # room may have come meanwhile
+            if not mine.queued:
+                self._line.append(mine)  # preallocated list; no GC can run here
+                oj_set_size(&self._line_len, self._line_len + 1)
+                mine.queued = True
+                mine.n = n
+            mine.signalled = False
+            oj_unlock(&self._mutex)
+            if mine.waiter is None:
+                raise _NoRoom()  # oddjob.aio waits for the ticket's wake()
+            left = _time_left(self._block_timeout, deadline)
+            try:
+                got = mine.waiter.block(left) if left != 0.0 else 0
+            except BaseException:
+                oj_lock(&self._mutex)
+                self._leave_line(mine)
+                oj_unlock(&self._mutex)
+                self._wake_line()
+                raise
+            oj_lock(&self._mutex)
+            if not got and not (self._count + n <= self._max and self._line[0] is mine):
+                self._leave_line(mine)
+                oj_unlock(&self._mutex)
+                self._wake_line()  # one behind it may fit
+                raise QueueFullError(
+                    f"pool {self.name!r} stayed full for block_timeout="
+                    f"{self._block_timeout} seconds (max_queue={self._max})")
+
+    cdef void _leave_line(self, RoomTicket ticket) noexcept:
+        # Mutex held: take ticket out of the line (if it is in it).
+        cdef Py_ssize_t i
+        if ticket is None or not ticket.queued:
+            return
+        for i in range(self._line_len):
+            if self._line[i] is ticket:
+                del self._line[i]  # the caller holds the ticket: nothing is freed
+                oj_set_size(&self._line_len, self._line_len - 1)
+                break
+        ticket.queued = ticket.signalled = False
+
+    cdef int _wake_line(self) except -1:
+        """Without the mutex: signal the first in line if its jobs fit now (once)."""
+        cdef RoomTicket first = None
+        oj_lock(&self._mutex)
+        if self._line_len != 0:
+            first = <RoomTicket>self._line[0]
+            if first.signalled or self._count + first.n > self._max:
+                first = None
+            else:
+                first.signalled = True
+        oj_unlock(&self._mutex)
+        if first is not None:
+            first.fire()
         return 0
 
+    def withdraw(self, RoomTicket ticket not None):
+        """Take a RoomTicket out of the line (its submitter gave up: cancelled, timed
+        out); the next in line is signalled if it fits."""
+        oj_lock(&self._mutex)
+        self._leave_line(ticket)
+        oj_unlock(&self._mutex)
+        self._wake_line()
+
     cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
-                             PyObject *job, int flags) noexcept:
+                             PyObject *obj, int flags) noexcept:
         # Mutex held, room reserved: the slot takes its own references.
         cdef Slot *s = self._tail()
         s.fn = fn
         s.args = args
         s.kwargs = kwargs
-        s.job = job
+        s.obj = obj
         s.flags = flags
         _xincref(fn)
         _xincref(args)
         _xincref(kwargs)
-        _xincref(job)
-        if job != NULL:
+        _xincref(obj)
+        if flags & SLOT_JOB:
             self._next_ref += 1
-            (<Job>job)._ref = self._next_ref
+            (<Job>obj)._ref = self._next_ref
         oj_set_size(&self._count, self._count + 1)
 
     cdef inline void _unlock_and_wake(self) noexcept:
@@ -894,64 +1100,111 @@ cdef class Queue:
         if idle != NULL:
             _wake(idle)
 
-    def push(self, fn, tuple args not None, dict kwargs):
-        """Queue fn(*args, **kwargs) as a fire-and-forget job."""
-        self._push(fn, args, kwargs)
+    def push(self, fn, tuple args not None, dict kwargs, RoomTicket ticket=None):
+        """Queue fn(*args, **kwargs) as a fire-and-forget job (see _wait_for_room for
+        a full bounded queue, and ticket)."""
+        self._push(fn, args, kwargs, ticket)
 
-    cdef int _push(self, object fn, tuple args, dict kwargs) except -1:
+    cdef int _push(self, object fn, tuple args, dict kwargs, RoomTicket ticket) except -1:
         _check_callable(fn)
-        self._lock_for(1)
+        context = self._capture()
+        cdef int lined = self._lock_for(1, ticket, False)
         self._append(<PyObject *>fn, <PyObject *>args,
-                     <PyObject *>kwargs if kwargs else NULL, NULL, 0)
+                     <PyObject *>kwargs if kwargs else NULL,
+                     <PyObject *>context if context is not None else NULL, 0)
         self._unlock_and_wake()
+        if lined:
+            self._wake_line()
         return 0
 
-    def push_many(self, fn, items):
+    def push_scheduled(self, fn, tuple args not None, dict kwargs, context):
+        """A fired timer's job: queued even when a bounded queue is full (the
+        scheduling thread never waits), run in context (None: the worker's own)."""
+        _check_callable(fn)
+        if context is not None and not isinstance(context, Context):
+            raise TypeError(f"context must be a contextvars.Context, not {type(context).__name__}")
+        self._lock_for(1, None, True)
+        self._append(<PyObject *>fn, <PyObject *>args,
+                     <PyObject *>kwargs if kwargs else NULL,
+                     <PyObject *>context if context is not None else NULL,
+                     SLOT_SHARED_CONTEXT)
+        self._unlock_and_wake()
+
+    def push_many(self, fn, items, RoomTicket ticket=None):
         """Queue fn(item) for each item as one batch: no other job lands between them."""
+        self._push_many(fn, items, ticket, False, None)
+
+    def push_many_scheduled(self, fn, items, context):
+        """A fired timer's batch: as push_scheduled, every job in its own copy of context."""
+        if context is not None and not isinstance(context, Context):
+            raise TypeError(f"context must be a contextvars.Context, not {type(context).__name__}")
+        self._push_many(fn, items, None, True, context)
+
+    cdef int _push_many(self, object fn, object items, RoomTicket ticket, bint force,
+                        object context) except -1:
         cdef Py_ssize_t i, n
+        cdef int lined
         _check_callable(fn)
         cdef list batch = items if type(items) is list else list(items)
-        if OJ_FREE_THREADED and batch is items:
-            # Without the GIL another thread may resize the caller's list at any moment.
+        if batch is items and (OJ_FREE_THREADED or self._max >= 0):
+            # Without the GIL another thread may resize the caller's list at any moment;
+            # a bounded queue may release the GIL while it waits for room.
             batch = list(batch)
         if not batch:
-            return
+            return 0
+        if not force:
+            context = self._capture()  # one for the batch: each job runs in a copy
         # The length is read once, with the mutex held and the GIL never released
         # until the batch is in: under the GIL nothing can resize the list meanwhile.
-        n = self._lock_for_list(batch)
+        oj_lock(&self._mutex)
+        n = len(batch)
+        lined = self._room(n, ticket, force)
         for i in range(n):
-            self._append(<PyObject *>fn, <PyObject *>batch[i], NULL, NULL, SLOT_ONE_ARG)
+            self._append(<PyObject *>fn, <PyObject *>batch[i], NULL,
+                         <PyObject *>context if context is not None else NULL,
+                         SLOT_ONE_ARG | SLOT_SHARED_CONTEXT)
         self._unlock_and_wake()
+        if lined:
+            self._wake_line()
+        return 0
 
-    def push_async(self, fn, tuple args not None, dict kwargs):
+    def push_async(self, fn, tuple args not None, dict kwargs, RoomTicket ticket=None):
         """Queue fn(*args, **kwargs) and return its Job."""
-        return self._push_async(fn, args, kwargs)
+        return self._push_async(fn, args, kwargs, ticket)
 
-    cdef Job _push_async(self, object fn, tuple args, dict kwargs):
+    cdef Job _push_async(self, object fn, tuple args, dict kwargs, RoomTicket ticket):
         _check_callable(fn)
         cdef Job job = self._new_job(
-            fn, args, kwargs if kwargs else None, _current_owner(), False)
-        self._lock_for(1)
-        self._append(NULL, NULL, NULL, <PyObject *>job, 0)
+            fn, args, kwargs if kwargs else None, _current_owner(), False,
+            self._capture(), False)
+        cdef int lined = self._lock_for(1, ticket, False)
+        self._append(NULL, NULL, NULL, <PyObject *>job, SLOT_JOB)
         self._unlock_and_wake()
+        if lined:
+            self._wake_line()
         return job
 
-    def push_async_many(self, fn, items):
+    def push_async_many(self, fn, items, RoomTicket ticket=None):
         """Queue fn(item) for each item as one batch; their Jobs in input order."""
         cdef Py_ssize_t i
+        cdef int lined
         _check_callable(fn)
         cdef list batch = items if type(items) is list else list(items)
         if OJ_FREE_THREADED and batch is items:
             batch = list(batch)  # as in push_many: the caller's list may be resized
         cdef Owner owner = _current_owner()
+        context = self._capture()  # one for the batch: each job runs in a copy
         # The item itself, not a 1-tuple: one GC-tracked object fewer per job.
-        cdef list jobs = [self._new_job(fn, item, None, owner, True) for item in batch]
+        cdef list jobs = [self._new_job(fn, item, None, owner, True, context, True)
+                          for item in batch]
         if not jobs:
             return jobs
-        self._lock_for(len(jobs))
+        lined = self._lock_for(len(jobs), ticket, False)
         for i in range(len(jobs)):
-            self._append(NULL, NULL, NULL, <PyObject *>jobs[i], 0)
+            self._append(NULL, NULL, NULL, <PyObject *>jobs[i], SLOT_JOB)
         self._unlock_and_wake()
+        if lined:
+            self._wake_line()
         return jobs
 
     # -- working ----------------------------------------------------------------
@@ -979,6 +1232,8 @@ cdef class Queue:
         # True from the start of a spin until a job is taken or the worker sleeps; at
         # the top of the loop, only right after that spin: it holds the spinner's place.
         cdef bint spun = False
+        cdef bint line
+        _locals.worker_of = self  # a job here that submits to its own full queue must not wait
         while True:
             oj_lock(&self._mutex)
             if spun:
@@ -1020,10 +1275,11 @@ cdef class Queue:
             oj_set_size(&self._count, self._count - 1)
             oj_set_flag(&worker._busy, True)
             idle = self._take_idle() if self._count else NULL
+            line = self._line_len != 0
             listeners = None
             run = True
-            if s.job != NULL:
-                job = <Job>s.job
+            if s.flags & SLOT_JOB:
+                job = <Job>s.obj
                 if job._state != PENDING:
                     run = False  # cancelled while queued
                 elif not oj_load_flag(&job._owner_token._alive):
@@ -1034,14 +1290,16 @@ cdef class Queue:
                     run = False
                 else:
                     oj_set_state(&job._state, RUNNING)
-                    worker._job = s.job  # borrowed: the local job holds it until cleared
+                    worker._job = s.obj  # borrowed: the local job holds it until cleared
             if run:
                 oj_set_size(&worker._jobs_run, worker._jobs_run + 1)
             oj_unlock(&self._mutex)
             if idle != NULL:
                 _wake(idle)
+            if line:
+                self._wake_line()  # a slot came free: the first submitter in line may fit
 
-            if s.job == NULL:
+            if not s.flags & SLOT_JOB:
                 fn = <object>s.fn
                 args = <object>s.args
                 _decref(s.fn)
@@ -1050,6 +1308,13 @@ cdef class Queue:
                 if s.kwargs != NULL:
                     kwargs = <object>s.kwargs
                     _decref(s.kwargs)
+                context = None
+                if s.obj != NULL:
+                    context = <object>s.obj
+                    _decref(s.obj)
+                    if s.flags & SLOT_SHARED_CONTEXT:
+                        context = PyContext_Copy(context)
+                    PyContext_Enter(context)
                 try:
                     if s.flags & SLOT_ONE_ARG:
                         fn(args)
@@ -1066,12 +1331,14 @@ cdef class Queue:
                     if crash:
                         return (exc, fn, True)
                 finally:
+                    if context is not None:
+                        PyContext_Exit(context)
                     # Drop the job's references now, not when the next job arrives.
-                    fn = args = kwargs = None
+                    fn = args = kwargs = context = None
                 continue
 
-            oj_track(s.job)
-            _decref(s.job)
+            oj_track(s.obj)
+            _decref(s.obj)
             if not run:
                 if listeners is not None:
                     escaped = _notify(job, listeners)
@@ -1079,6 +1346,12 @@ cdef class Queue:
                         return (escaped, job.function, False)
                 job = None
                 continue
+            context = job._context
+            if context is not None:
+                job._context = None  # not kept with the result
+                if job._shared_context:
+                    context = PyContext_Copy(context)
+                PyContext_Enter(context)
             try:
                 if job._one_arg:
                     result = job.function(job._args)
@@ -1087,6 +1360,9 @@ cdef class Queue:
                 else:
                     result = job.function(*<tuple>job._args, **job._kwargs)
             except BaseException as exc:
+                if context is not None:
+                    PyContext_Exit(context)
+                    context = None
                 crash = restart_on_error or not isinstance(exc, Exception)
                 tb = exc.__traceback__
                 oj_lock(&self._mutex)
@@ -1105,6 +1381,9 @@ cdef class Queue:
                     return (exc, job.function, True)
                 job = None
                 continue
+            if context is not None:
+                PyContext_Exit(context)
+                context = None
             oj_lock(&self._mutex)
             job._result = result
             oj_set_state(&job._state, FINISHED)  # after what it publishes
@@ -1187,9 +1466,25 @@ cdef class Queue:
         if (cancel_pending or self._broken is not None) and self._count:
             taken = self._take_all(&n)
         idle = self._detach_idle(&n_idle, True)
+        line = self._release_line()
         oj_unlock(&self._mutex)
         _release_refs(idle, n_idle)
+        _fire_all(line)
         return _drop(self, taken, n)
+
+    cdef list _release_line(self):
+        # Mutex held, queue closed (nobody joins the line any more): move the line
+        # out whole (nothing allocated or freed), every ticket marked signalled; the
+        # caller fires them once the mutex is free, and they find the queue closed.
+        cdef list line = self._line
+        if self._line_len == 0:
+            return None
+        for ticket in line:
+            (<RoomTicket>ticket).queued = False
+            (<RoomTicket>ticket).signalled = True
+        self._line = None  # line holds the list still: nothing is freed
+        oj_set_size(&self._line_len, 0)
+        return line
 
     def retire(self, Worker worker not None):
         """Ask one worker to exit after its current job (the queue stays as it is)."""
@@ -1254,6 +1549,7 @@ cdef class Queue:
         if self._count:
             taken = self._take_all(&n)
         idle = self._detach_idle(&n_idle, False)
+        self._release_line()  # its submitters were threads that did not survive the fork
         oj_unlock(&self._mutex)
         _release_refs(idle, n_idle)
         _drop(self, taken, n)
@@ -1263,6 +1559,28 @@ cdef class Queue:
     @property
     def closed(self):
         return oj_load_flag(&self._closed)
+
+    @property
+    def max_queue(self):
+        """The most jobs it holds queued, or None: no limit."""
+        return None if self._max < 0 else self._max
+
+    @property
+    def on_full(self):
+        return "raise" if self._raise_when_full else "block"
+
+    @property
+    def block_timeout(self):
+        """Seconds a blocked submit waits for room, or None: no limit."""
+        return None if self._block_timeout < 0 else self._block_timeout
+
+    @property
+    def copy_context(self):
+        return self._copy_context
+
+    def waiting(self):
+        """Submitters waiting for room (blocked threads and oddjob.aio tickets)."""
+        return oj_load_size(&self._line_len)
 
     def __len__(self):
         """Number of queued jobs (cancelled async jobs count until a worker skips them)."""
@@ -1286,14 +1604,14 @@ cdef class Queue:
             _xincref(s.fn)
             _xincref(s.args)
             _xincref(s.kwargs)
-            _xincref(s.job)
+            _xincref(s.obj)
         oj_unlock(&self._mutex)
         out = []
         try:
             for i in range(n):
                 s = &copy[i]
-                if s.job != NULL:
-                    job = <Job>s.job
+                if s.flags & SLOT_JOB:
+                    job = <Job>s.obj
                     if oj_load_state(&job._state) == PENDING:
                         out.append((job.function, job.args, dict(job.kwargs), job))
                 elif s.flags & SLOT_ONE_ARG:
@@ -1306,7 +1624,7 @@ cdef class Queue:
                 _xdecref(copy[i].fn)
                 _xdecref(copy[i].args)
                 _xdecref(copy[i].kwargs)
-                _xdecref(copy[i].job)
+                _xdecref(copy[i].obj)
             PyMem_RawFree(copy)
         return out
 
@@ -1403,8 +1721,8 @@ cdef object _dispatch(object dispatcher, object pool, object fn, object args, ob
     queue = (<Dispatcher>dispatcher)._queue(pool)
     if type(queue) is Queue:
         if is_async:
-            return (<Queue>queue)._push_async(fn, <tuple>args, <dict>kwargs)
-        (<Queue>queue)._push(fn, <tuple>args, <dict>kwargs)
+            return (<Queue>queue)._push_async(fn, <tuple>args, <dict>kwargs, None)
+        (<Queue>queue)._push(fn, <tuple>args, <dict>kwargs, None)
         return None
     if is_async:
         return queue.push_async(fn, args, kwargs)

@@ -11,10 +11,11 @@ of its Jobs. A thread that has to block does so on a lock of its own, held from 
 released once per wake-up: an idle Worker on its wake lock, a thread waiting for a Job on
 its Waiter. Nothing polls or sleeps.
 
-A slot is a plain tuple ``(fn, args, kwargs, job, one_arg)``: kwargs is None when there are
-none; one_arg marks a push_many item stored as is in place of an args tuple, called as
-``fn(item)``; job is the Job of an async job (whose fn, args and kwargs are the Job's own)
-and None for fire-and-forget work.
+A slot is a plain tuple ``(fn, args, kwargs, job, one_arg, context)``: kwargs is None when
+there are none; one_arg marks a push_many item stored as is in place of an args tuple,
+called as ``fn(item)``; job is the Job of an async job (whose fn, args and kwargs are the
+Job's own) and None for fire-and-forget work; context is the submitter's
+contextvars.Context, each job running in a copy of it, or None (the worker's context).
 
 Unlike C, Python runs signal handlers between bytecodes, so the waits of the main thread
 are interruptible: Ctrl-C there raises KeyboardInterrupt out of Job.result() (and out of
@@ -27,6 +28,7 @@ inside a critical section itself is not survivable in general.
 from __future__ import annotations
 
 import _thread
+import contextvars
 import itertools
 import logging
 import threading
@@ -39,7 +41,7 @@ from time import monotonic
 from types import TracebackType
 from typing import Any, Final, Generic, TypeAlias, TypeVar, final
 
-from oddjob._errors import PoolBrokenError, PoolNotFoundError
+from oddjob._errors import PoolBrokenError, PoolNotFoundError, QueueFullError, _NoRoom
 from oddjob._failures import log_job_error
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "Job",
     "Owner",
     "Queue",
+    "RoomTicket",
     "Waiter",
     "Worker",
     "current_owner",
@@ -173,6 +176,7 @@ class _ThreadState(threading.local):
     owner: Owner
     owner_guard: _OwnerGuard
     waiter: Waiter
+    worker_of: Queue  # on a worker thread: its queue
 
 
 _locals = _ThreadState()
@@ -245,6 +249,51 @@ def _discard_waiter(waiter: Waiter) -> None:
 
 
 # ----------------------------------------------------------------------------
+# Room tickets: submitters waiting for room in a bounded queue
+
+
+@final
+class RoomTicket:
+    """A place in a bounded queue's line of submitters waiting for room.
+
+    oddjob.aio makes one with a wake callable and passes it to a push; a push that
+    finds no room raises _NoRoom with the ticket in line, and wake() is called (on
+    whichever thread freed the room, without the queue's lock) once the push may fit:
+    the submitter pushes again with the same ticket, or gives up with withdraw().
+    Blocked threads get one inside the core, with a lock instead of wake."""
+
+    __slots__ = ("_lock", "_n", "_queued", "_signalled", "_wake")
+
+    def __init__(self, wake: Callable[[], object]) -> None:
+        _check_callable(wake)
+        self._wake: Callable[[], object] | None = wake
+        self._lock: _thread.LockType | None = None
+        self._n = 0
+        self._queued = False
+        self._signalled = False
+
+    @property
+    def waiting(self) -> bool:
+        """True while in a queue's line."""
+        return self._queued
+
+    def _fire(self) -> None:
+        if self._lock is not None:
+            if self._lock.locked():  # a fresh lock per blocked wait: never released twice
+                self._lock.release()
+        elif self._wake is not None:
+            try:
+                self._wake()
+            except Exception:
+                _log.exception("room ticket wake-up %r raised", self._wake)
+
+
+def _check_context(context: object) -> None:
+    if context is not None and not isinstance(context, contextvars.Context):
+        raise TypeError(f"context must be a contextvars.Context, not {type(context).__name__}")
+
+
+# ----------------------------------------------------------------------------
 # Workers
 
 
@@ -303,6 +352,7 @@ class Job(Generic[_T]):
         "_queue",
         "_ref",
         "_result",
+        "_retrieved",
         "_state",
         "_tb",
     )
@@ -322,6 +372,7 @@ class Job(Generic[_T]):
     _exception: BaseException | None
     _tb: TracebackType | None  # the exception's own traceback, restored on every re-raise
     _listeners: list[Waiter | Callable[[Job[_T]], object]] | None  # None until there is one
+    _retrieved: bool  # its outcome was read (else a failure is logged at collection)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("Job objects are created by async_perform, not directly")
@@ -396,6 +447,7 @@ class Job(Generic[_T]):
             raise TimeoutError(f"job {self._ref} did not finish within {timeout} seconds")
         if self._state == _CANCELLED:
             raise CancelledError()
+        self._retrieved = True
         return self._exception
 
     def add_done_callback(self, fn: Callable[[Job[_T]], object]) -> None:
@@ -418,6 +470,14 @@ class Job(Generic[_T]):
 
         return await_job(self).__await__()
 
+    def __del__(self) -> None:
+        # As asyncio does for tasks: a failure nobody read is logged, not lost.
+        exc = getattr(self, "_exception", None)
+        if exc is not None and not self._retrieved and self._state == _FINISHED:
+            _log.error(
+                "Job exception was never retrieved: %r", self, exc_info=(type(exc), exc, self._tb)
+            )
+
     def __repr__(self) -> str:
         name = getattr(self._function, "__qualname__", None) or repr(self._function)
         return f"<Job ref={self._ref} pool={self._pool!r} fn={name} {_STATE_NAMES[self._state]}>"
@@ -432,6 +492,7 @@ class Job(Generic[_T]):
             ) from None
 
     def _outcome(self) -> _T:
+        self._retrieved = True
         if self._state == _CANCELLED:
             raise CancelledError()
         if self._exception is not None:
@@ -552,8 +613,15 @@ def wait_many(jobs: Iterable[Job[Any]], timeout: float | timedelta | None = 5.0)
 # ----------------------------------------------------------------------------
 # The queue
 
-# (fn, args, kwargs, job, one_arg): see the module docstring.
-_Slot: TypeAlias = tuple[Callable[..., Any], Any, dict[str, Any] | None, Job[Any] | None, bool]
+# (fn, args, kwargs, job, one_arg, context): see the module docstring.
+_Slot: TypeAlias = tuple[
+    Callable[..., Any],
+    Any,
+    dict[str, Any] | None,
+    Job[Any] | None,
+    bool,
+    contextvars.Context | None,
+]
 _Crash: TypeAlias = tuple[BaseException, Callable[..., Any], bool]
 _Queued: TypeAlias = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Job[Any] | None]
 
@@ -575,7 +643,7 @@ def _drop(queue: Queue, taken: list[_Slot]) -> int:
     # Returns how many were dropped: async jobs already cancelled do not count.
     error: BaseException | None = None
     dropped = 0
-    for _fn, _args, _kwargs, job, _one_arg in taken:
+    for _fn, _args, _kwargs, job, _one_arg, _context in taken:
         if job is None:
             dropped += 1
             continue
@@ -615,17 +683,37 @@ class Queue:
     call the push methods; close() lets the workers drain and exit."""
 
     __slots__ = (
+        "_block_timeout",
         "_broken",
         "_closed",
+        "_copy_context",
         "_idle",
+        "_line",
         "_lock",
+        "_max",
         "_name",
         "_next_ref",
+        "_raise_when_full",
         "_serial",
         "_slots",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        max_queue: int | None = None,
+        on_full: str = "block",
+        block_timeout: float | timedelta | None = None,
+        copy_context: bool = True,
+    ) -> None:
+        if max_queue is not None and not (type(max_queue) is int and max_queue >= 1):
+            raise ValueError(f"max_queue must be an int >= 1 or None, not {max_queue!r}")
+        if type(on_full) is not str or on_full not in ("block", "raise"):
+            raise ValueError(f"on_full must be 'block' or 'raise', not {on_full!r}")
+        self._max = -1 if max_queue is None else max_queue
+        self._raise_when_full = on_full == "raise"
+        self._block_timeout = seconds(block_timeout, "block_timeout")
+        self._copy_context = bool(copy_context)
         self._name = name
         with _serials_lock:
             self._serial = next(_serials)
@@ -634,6 +722,8 @@ class Queue:
         self._slots: deque[_Slot] = deque()
         # A stack: the most recently idled worker is woken first (warmest caches).
         self._idle: list[Worker] = []
+        # Submitters waiting for room in a bounded queue, first come first served.
+        self._line: deque[RoomTicket] = deque()
         self._closed = False
         self._broken: BaseException | None = None
 
@@ -661,7 +751,12 @@ class Queue:
         job._exception = None
         job._tb = None
         job._listeners = None
+        job._retrieved = False
         return job
+
+    def _capture(self) -> contextvars.Context | None:
+        # The submitter's context, copied now (as asyncio.to_thread does), or None.
+        return contextvars.copy_context() if self._copy_context else None
 
     # -- called with the lock held ------------------------------------------------
 
@@ -674,81 +769,218 @@ class Queue:
         # Taken now, under the lock: _unpark may give the worker a new one.
         return worker._wake
 
+    def _room(self, n: int, ticket: RoomTicket | None, force: bool = False) -> bool:
+        """Lock held: raise if closed; in a bounded queue, wait (or raise) until n more
+        jobs fit and this submitter is first in line (see the compiled core's
+        _wait_for_room). Returns True if the submitter came through the line: it
+        calls _wake_line() once its jobs are in. The lock is held on return and on raise."""
+        if self._closed:
+            raise _closed_error(self)
+        limit = self._max
+        if limit < 0 or force or (len(self._slots) + n <= limit and not self._line):
+            return False
+        if n > limit:
+            raise QueueFullError(
+                f"pool {self._name!r}: a batch of {n} jobs can never fit in its queue "
+                f"(max_queue={limit})"
+            )
+        mine = ticket
+        deadline = 0.0
+        while True:
+            if self._closed:
+                self._leave_line(mine)
+                raise _closed_error(self)
+            line = self._line
+            if len(self._slots) + n <= limit and (not line or line[0] is mine):
+                if mine is not None and mine._queued:
+                    line.popleft()
+                    mine._queued = mine._signalled = False
+                return True
+            if self._raise_when_full:
+                raise QueueFullError(
+                    f"pool {self._name!r} is full: {len(self._slots)} jobs queued "
+                    f"(max_queue={limit}, on_full='raise')"
+                )
+            if mine is None:
+                if getattr(_locals, "worker_of", None) is self:
+                    raise QueueFullError(
+                        f"pool {self._name!r} is full and this job runs on one of its own "
+                        "workers: waiting for room could deadlock the pool"
+                    )
+                mine = RoomTicket.__new__(RoomTicket)
+                mine._wake = None
+                mine._lock = _held_lock()
+                mine._queued = mine._signalled = False
+                if self._block_timeout >= 0:
+                    deadline = monotonic() + self._block_timeout
+            if not mine._queued:
+                line.append(mine)
+                mine._queued = True
+            mine._n = n
+            mine._signalled = False
+            if mine._lock is None:
+                raise _NoRoom()  # oddjob.aio waits for the ticket's wake()
+            lock = self._lock
+            lock.release()
+            try:
+                if self._block_timeout < 0:
+                    got = mine._lock.acquire()
+                else:
+                    left = deadline - monotonic()
+                    got = left > 0 and mine._lock.acquire(timeout=min(left, threading.TIMEOUT_MAX))
+            finally:
+                lock.acquire()  # held again on every way out, as the caller's with expects
+            if not got and not (len(self._slots) + n <= limit and self._line[0] is mine):
+                self._leave_line(mine)
+                raise QueueFullError(
+                    f"pool {self._name!r} stayed full for block_timeout="
+                    f"{self._block_timeout} seconds (max_queue={limit})"
+                )
+
+    def _leave_line(self, ticket: RoomTicket | None) -> None:
+        # Lock held: take ticket out of the line (if it is in it).
+        if ticket is None or not ticket._queued:
+            return
+        for i, waiting in enumerate(self._line):
+            if waiting is ticket:
+                del self._line[i]
+                break
+        ticket._queued = ticket._signalled = False
+
+    def _wake_line(self) -> None:
+        """Without the lock: signal the first in line if its jobs fit now (once)."""
+        with self._lock:
+            if not self._line:
+                return
+            first = self._line[0]
+            if first._signalled or len(self._slots) + first._n > self._max:
+                return
+            first._signalled = True
+        first._fire()
+
+    def withdraw(self, ticket: RoomTicket) -> None:
+        """Take a RoomTicket out of the line (its submitter gave up: cancelled, timed
+        out); the next in line is signalled if it fits."""
+        if not isinstance(ticket, RoomTicket):
+            raise _bad_argument("ticket", f"{__name__}.RoomTicket", ticket)
+        with self._lock:
+            self._leave_line(ticket)
+        self._wake_line()
+
     # -- submitting -----------------------------------------------------------------
 
+    def _enter(self, slots: list[_Slot], ticket: RoomTicket | None, force: bool = False) -> None:
+        """Queue the slots as one batch, under one lock, async jobs numbered in order."""
+        if ticket is not None and not isinstance(ticket, RoomTicket):
+            raise _bad_argument("ticket", f"{__name__}.RoomTicket", ticket)
+        try:
+            with self._lock:
+                lined = self._room(len(slots), ticket, force)
+                self._extend(slots)
+                ref = (self._serial << _REF_SHIFT) | self._next_ref
+                numbered = 0
+                for slot in slots:
+                    job = slot[3]
+                    if job is not None:
+                        numbered += 1
+                        job._ref = ref + numbered
+                self._next_ref += numbered
+                wake = self._take_idle()
+        except BaseException:
+            if self._line:
+                self._wake_line()  # one that gave up may have been in the way of the next
+            raise
+        if wake is not None:
+            wake.release()  # woken workers wake the next idle one while work remains
+        if lined:
+            self._wake_line()
+
     def push(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        ticket: RoomTicket | None = None,
     ) -> None:
-        """Queue fn(*args, **kwargs) as a fire-and-forget job."""
+        """Queue fn(*args, **kwargs) as a fire-and-forget job (see _room for a full
+        bounded queue, and ticket)."""
         _check_args(args, kwargs)
         _check_callable(fn)
-        slot = (fn, args, kwargs or None, None, False)
-        with self._lock:
-            if self._closed:
-                raise _closed_error(self)
-            self._slots.append(slot)
-            wake = self._take_idle()
-        if wake is not None:
-            wake.release()
+        self._enter([(fn, args, kwargs or None, None, False, self._capture())], ticket)
 
-    def push_many(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> None:
+    def push_scheduled(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        context: contextvars.Context | None,
+    ) -> None:
+        """A fired timer's job: queued even when a bounded queue is full (the
+        scheduling thread never waits), run in context (None: the worker's own)."""
+        _check_args(args, kwargs)
+        _check_callable(fn)
+        _check_context(context)
+        self._enter([(fn, args, kwargs or None, None, False, context)], None, True)
+
+    def push_many(
+        self, fn: Callable[[Any], Any], items: Iterable[Any], ticket: RoomTicket | None = None
+    ) -> None:
         """Queue fn(item) for each item as one batch: no other job lands between them."""
+        self._push_many(fn, items, ticket, False, self._capture())
+
+    def push_many_scheduled(
+        self, fn: Callable[[Any], Any], items: Iterable[Any], context: contextvars.Context | None
+    ) -> None:
+        """A fired timer's batch: as push_scheduled, every job in its own copy of context."""
+        _check_context(context)
+        self._push_many(fn, items, None, True, context)
+
+    def _push_many(
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        ticket: RoomTicket | None,
+        force: bool,
+        context: contextvars.Context | None,
+    ) -> None:
         _check_callable(fn)
         batch = items if type(items) is list else list(items)
         # One slot per item, the item itself in place of an args tuple; made before the
         # lock is taken, from a copy, so neither running out of memory nor another thread
         # resizing the caller's list can leave part of the batch queued.
-        slots: list[_Slot] = list(zip(repeat(fn), batch, repeat(None), repeat(None), repeat(True)))
-        if not slots:
-            return
-        with self._lock:
-            if self._closed:
-                raise _closed_error(self)
-            self._extend(slots)
-            wake = self._take_idle()
-        if wake is not None:
-            wake.release()  # woken workers wake the next idle one while work remains
+        slots: list[_Slot] = list(
+            zip(repeat(fn), batch, repeat(None), repeat(None), repeat(True), repeat(context))
+        )
+        if slots:
+            self._enter(slots, ticket, force)
 
     def push_async(
-        self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any] | None
+        self,
+        fn: Callable[..., _T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        ticket: RoomTicket | None = None,
     ) -> Job[_T]:
         """Queue fn(*args, **kwargs) and return its Job."""
         _check_args(args, kwargs)
         _check_callable(fn)
         kwargs = kwargs or None
         job = self._new_job(fn, args, kwargs, current_owner())
-        with self._lock:
-            if self._closed:
-                raise _closed_error(self)
-            self._next_ref += 1
-            job._ref = (self._serial << _REF_SHIFT) | self._next_ref
-            self._slots.append((fn, args, kwargs, job, False))
-            wake = self._take_idle()
-        if wake is not None:
-            wake.release()
+        self._enter([(fn, args, kwargs, job, False, self._capture())], ticket)
         return job
 
-    def push_async_many(self, fn: Callable[[Any], _T], items: Iterable[Any]) -> list[Job[_T]]:
+    def push_async_many(
+        self, fn: Callable[[Any], _T], items: Iterable[Any], ticket: RoomTicket | None = None
+    ) -> list[Job[_T]]:
         """Queue fn(item) for each item as one batch; their Jobs in input order."""
         _check_callable(fn)
         batch = items if type(items) is list else list(items)
         if not batch:
             return []
         owner = current_owner()
+        context = self._capture()  # one for the batch: each job runs in a copy
         jobs = [self._new_job(fn, (item,), None, owner) for item in batch]
-        slots: list[_Slot] = [(fn, job._args, None, job, False) for job in jobs]
-        with self._lock:
-            if self._closed:
-                raise _closed_error(self)
-            self._extend(slots)
-            ref = (self._serial << _REF_SHIFT) | self._next_ref
-            for job in jobs:
-                ref += 1
-                job._ref = ref
-            self._next_ref += len(jobs)
-            wake = self._take_idle()
-        if wake is not None:
-            wake.release()
+        self._enter([(fn, job._args, None, job, False, context) for job in jobs], ticket)
         return jobs
 
     def _extend(self, slots: list[_Slot]) -> None:
@@ -781,11 +1013,13 @@ class Queue:
         lock = self._lock
         slots = self._slots
         listeners: list[Waiter | Callable[[Job[Any]], object]] | None
+        _locals.worker_of = self  # a job here that submits to its own full queue must not wait
         while True:
             with lock:
                 took = bool(slots) and not worker._retired
                 if took:
-                    fn, args, kwargs, job, one_arg = slots.popleft()
+                    fn, args, kwargs, job, one_arg, context = slots.popleft()
+                    line = bool(self._line)
                     worker._busy = True
                     # More is queued and a worker idles: wake it (it wakes the next, and so on).
                     wake = self._take_idle() if slots and self._idle else None
@@ -810,16 +1044,23 @@ class Queue:
                 return None
             if wake is not None:
                 wake.release()
+            if line:
+                self._wake_line()  # a slot came free: the first submitter in line may fit
+            # Each job runs in its own copy of the context it was submitted in.
+            call: Callable[..., Any] = fn if context is None else context.copy().run
+            if context is not None:
+                args = (fn, args) if one_arg else (fn, *args)
+                one_arg = False
 
             # Each path drops the job's references (del) before the worker may go idle.
             if job is None:
                 try:
                     if one_arg:
-                        fn(args)
+                        call(args)
                     elif kwargs is None:
-                        fn(*args)
+                        call(*args)
                     else:
-                        fn(*args, **kwargs)
+                        call(*args, **kwargs)
                 except BaseException as exc:
                     # Nobody awaits a fire-and-forget job: its failure is logged here.
                     crash = restart_on_error or not isinstance(exc, Exception)
@@ -827,14 +1068,14 @@ class Queue:
                     log_job_error(
                         self._name,
                         fn,
-                        (args,) if one_arg else args,
+                        (args,) if one_arg else args if context is None else args[1:],
                         kwargs,
                         exc,
                         note=_REPLACING if crash else "",
                     )
                     if crash:
                         return (exc, fn, True)
-                del fn, args, kwargs
+                del fn, args, kwargs, call, context
                 continue
 
             if not run:
@@ -842,10 +1083,10 @@ class Queue:
                     escaped = _notify(job, listeners)
                     if escaped is not None:  # a done callback raised SystemExit & co
                         return (escaped, fn, False)
-                del fn, args, kwargs, job, listeners
+                del fn, args, kwargs, job, listeners, call, context
                 continue
             try:
-                result = fn(*args) if kwargs is None else fn(*args, **kwargs)
+                result = call(*args) if kwargs is None else call(*args, **kwargs)
             except BaseException as exc:
                 crash = restart_on_error or not isinstance(exc, Exception)
                 tb = _without_this_frame(exc).__traceback__
@@ -862,7 +1103,7 @@ class Queue:
                     return (escaped, fn, False)
                 if crash:
                     return (exc, fn, True)
-                del fn, args, kwargs
+                del fn, args, kwargs, call, context
                 continue
             with lock:
                 job._result = result
@@ -874,7 +1115,7 @@ class Queue:
                 escaped = _notify(job, listeners)
                 if escaped is not None:
                     return (escaped, fn, False)
-            del fn, args, kwargs, job, listeners
+            del fn, args, kwargs, job, listeners, call, context
 
     def _fail(self, job: Job[Any], exc: BaseException) -> bool:
         """Finish a queued or running job with exc (its worker is gone, or the pool
@@ -967,10 +1208,23 @@ class Queue:
             for worker in self._idle:
                 worker._wake.release()
             self._idle.clear()
+            line = self._release_line()
+        for ticket in line:
+            ticket._fire()  # each finds the queue closed
         # Nothing to drop is the common case, and the only one at interpreter teardown,
         # where an Executor's weakref callback closes its queue after module globals
         # (_drop among them) may already be None.
         return _drop(self, taken) if taken else 0
+
+    def _release_line(self) -> list[RoomTicket]:
+        # Lock held, queue closed (nobody joins the line any more): empty the line,
+        # every ticket marked signalled, for the caller to fire once the lock is free.
+        line = list(self._line)
+        self._line.clear()
+        for ticket in line:
+            ticket._queued = False
+            ticket._signalled = True
+        return line
 
     def retire(self, worker: Worker) -> None:
         """Ask one worker to exit after its current job (the queue stays as it is)."""
@@ -1000,6 +1254,7 @@ class Queue:
         taken = list(self._slots)
         self._slots.clear()
         self._idle.clear()  # their threads are gone: nobody to wake
+        self._release_line()  # its submitters were threads that did not survive the fork
         self._lock.release()
         _drop(self, taken)
 
@@ -1008,6 +1263,28 @@ class Queue:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def max_queue(self) -> int | None:
+        """The most jobs it holds queued, or None: no limit."""
+        return None if self._max < 0 else self._max
+
+    @property
+    def on_full(self) -> str:
+        return "raise" if self._raise_when_full else "block"
+
+    @property
+    def block_timeout(self) -> float | None:
+        """Seconds a blocked submit waits for room, or None: no limit."""
+        return None if self._block_timeout < 0 else self._block_timeout
+
+    @property
+    def copy_context(self) -> bool:
+        return self._copy_context
+
+    def waiting(self) -> int:
+        """Submitters waiting for room (blocked threads and oddjob.aio tickets)."""
+        return len(self._line)
 
     def __len__(self) -> int:
         """Number of queued jobs (cancelled async jobs count until a worker skips them)."""
@@ -1019,7 +1296,7 @@ class Queue:
         with self._lock:
             slots = list(self._slots)
         out: list[_Queued] = []
-        for fn, args, kwargs, job, one_arg in slots:
+        for fn, args, kwargs, job, one_arg, _context in slots:
             if job is not None:
                 if job._state == _PENDING:
                     out.append((job.function, job.args, dict(job.kwargs), job))

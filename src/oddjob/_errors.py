@@ -6,6 +6,7 @@ __all__ = [
     "PoolAlreadyStartedError",
     "PoolBrokenError",
     "PoolNotFoundError",
+    "QueueFullError",
     "WorkerCrashedError",
 ]
 
@@ -36,3 +37,15 @@ class PoolBrokenError(OddJobError):
 class WorkerCrashedError(OddJobError):
     """The worker running the job is gone (its process died, or it did not survive a
     fork), so the job can never finish."""
+
+
+class QueueFullError(OddJobError):
+    """A bounded pool's queue had no room for a submission: its ``on_full`` is
+    ``"raise"``, its ``block_timeout`` ran out, the batch is larger than ``max_queue``,
+    or a job submitted to its own full pool (waiting there could deadlock it).
+    Nothing was queued."""
+
+
+class _NoRoom(Exception):
+    """Internal: a push with a RoomTicket found no room; the ticket now waits in the
+    queue's line and its wake() is called when the submission may fit."""

@@ -308,6 +308,9 @@ class Executor(ThreadPoolExecutor):
             ``ThreadPoolExecutor-N_i``, as ThreadPoolExecutor names its own.
         initializer: called with ``*initargs`` in each worker thread before its first job.
         initargs: the initializer's arguments.
+        copy_context: run each job in a copy of the submitter's contextvars context, as
+            oddjob's pools do (keyword only; default False: ThreadPoolExecutor's
+            behaviour, the job runs in the worker thread's own context).
 
     Raises:
         ValueError: max_workers is not greater than 0.
@@ -322,7 +325,12 @@ class Executor(ThreadPoolExecutor):
         thread_name_prefix: str = "",
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
+        *,
+        copy_context: bool = False,
     ) -> None:
+        if type(copy_context) is not bool:
+            raise TypeError(f"copy_context must be True or False, not {copy_context!r}")
+        self._copy_context = copy_context
         if max_workers is None:
             max_workers = _default_max_workers()
         if max_workers <= 0:
@@ -353,7 +361,9 @@ class Executor(ThreadPoolExecutor):
                 self._queue.close()
 
     def _new_queue(self) -> None:
-        queue = self._queue = self._core.Queue(self._thread_name_prefix)
+        queue = self._queue = self._core.Queue(
+            self._thread_name_prefix, copy_context=self._copy_context
+        )
         # Bound methods looked up once: submit() is the hot path.
         self._push = queue.push
         self._push_many = queue.push_many

@@ -70,6 +70,11 @@ class Pool:
         initializer, initargs: ``initializer(*initargs)`` runs in each worker before its
             first job (a callable or an import string ``"package.module:function"``).
         finalizer: runs in each worker as it leaves, if its initializer succeeded.
+        max_queue: the most jobs queued at once (None, the default: no limit); a
+            submit to a full queue waits for room (``on_full="block"``, at most
+            ``block_timeout`` seconds) or raises QueueFullError (``on_full="raise"``).
+        copy_context: run each job in a copy of its submitter's contextvars context
+            (default True).
 
     Raises:
         TypeError: name is not a str.
@@ -120,7 +125,14 @@ class Pool:
                 )
             self.options = _config.pool_options(self.name, **self._own_options)
             core = _backend.core
-            queue = core.Queue(self.name)
+            options = self.options
+            queue = core.Queue(
+                self.name,
+                max_queue=options.max_queue,
+                on_full=options.on_full,
+                block_timeout=options.block_timeout,
+                copy_context=options.copy_context,
+            )
             supervisor = WorkerSupervisor(self.name, queue, core, self.options)
             self._queue, self._supervisor = queue, supervisor
             try:

@@ -5,8 +5,9 @@
         v
     _Scheduler: two heaps of (due, serial, TimerRef)   <-- cancel_timer / read_timer
         | the "oddjob-scheduler" thread sleeps until the earliest due time,
-        v pops what is due and queues it (a batch with one push_many)
-    pool.queue.push / push_many  -->  a worker runs the job like any other
+        v pops what is due and queues it (a batch with one push), in the context
+        | the timer was set in; a full bounded queue takes it all the same
+    pool.queue.push_scheduled / push_many_scheduled  -->  a worker runs the job
 
 A timer costs a heap entry, never a thread. perform_after timers are due on
 ``time.monotonic``, so wall-clock changes do not move them; perform_at timers are due on
@@ -28,6 +29,7 @@ is never fired by both processes.
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import itertools
 import logging
@@ -87,9 +89,7 @@ _serials_lock = threading.Lock()  # next() on a shared count: atomic only under 
 # times; never lets the tuple comparison reach the TimerRef), the timer.
 _Entry: TypeAlias = "tuple[float, int, TimerRef]"
 # What a timer hands to its pool when it fires.
-_Fire: TypeAlias = (
-    "tuple[Pool, Callable[..., object], tuple[Any, ...], dict[str, Any], list[Any] | None]"
-)
+_Fire: TypeAlias = "tuple[Pool, Callable[..., object], tuple[Any, ...], dict[str, Any], list[Any] | None, contextvars.Context | None]"  # noqa: E501
 
 
 @final
@@ -104,6 +104,7 @@ class TimerRef:
     __slots__ = (
         "_args",
         "_batch",
+        "_context",
         "_due",
         "_fn",
         "_kwargs",
@@ -135,6 +136,8 @@ class TimerRef:
         self._args = args
         self._kwargs = kwargs
         self._batch = batch  # a perform_many_* batch, or None for a single job
+        # The job runs in a copy of the context the timer was set in (pool option).
+        self._context = contextvars.copy_context() if pool.options.copy_context else None
         self._state = _PENDING
         self._scheduler = _scheduler
 
@@ -165,12 +168,13 @@ class TimerRef:
         payload, which is returned."""
         pool = self._pool
         assert pool is not None
-        payload = (pool, self._fn, self._args, self._kwargs, self._batch)
+        payload = (pool, self._fn, self._args, self._kwargs, self._batch, self._context)
         self._state = state
         self._pool = None
         self._args = ()
         self._kwargs = {}
         self._batch = None
+        self._context = None
         return payload
 
     def __repr__(self) -> str:
@@ -331,13 +335,16 @@ def _fire(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     batch: list[Any] | None,
+    context: contextvars.Context | None,
 ) -> None:
+    # The _scheduled pushes never wait for room: a full bounded queue takes the job
+    # all the same (the scheduling thread must not block on one pool).
     try:
         queue = pool.queue
         if batch is None:
-            queue.push(fn, args, kwargs)
+            queue.push_scheduled(fn, args, kwargs, context)
         else:
-            queue.push_many(fn, batch)
+            queue.push_many_scheduled(fn, batch, context)
     except PoolNotFoundError:
         pass  # the pool is stopping: its stop hook is about to cancel its other timers
     except Exception:  # never let one job take the scheduling thread down
