@@ -47,6 +47,7 @@ from ._version import __version__
 from ._waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
 
 if TYPE_CHECKING:  # the generic Job[T] that async_perform returns (both cores have it)
+    from . import aio
     from ._core_py import Job
 else:  # the class of the core in use: the compiled one unless ODDJOB_NO_EXTENSIONS
     Job = _core_impl.Job
@@ -72,6 +73,7 @@ __all__ = [
     "WorkerInfo",
     "WorkerSupervisor",
     "__version__",
+    "aio",
     "as_completed",
     "async_perform",
     "async_perform_many",
@@ -99,3 +101,12 @@ __all__ = [
     "whereis",
     "workers",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # oddjob.aio is imported on first use: importing oddjob must not import asyncio.
+    if name == "aio":
+        import importlib
+
+        return importlib.import_module(".aio", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

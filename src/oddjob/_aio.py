@@ -7,6 +7,7 @@ call_soon_threadsafe; cancelling the awaiting task cancels the job if still queu
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -15,9 +16,19 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _mark_done(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+def on_loop(
+    loop: asyncio.AbstractEventLoop, fn: Callable[[Job[Any]], object]
+) -> Callable[[Job[Any]], None]:
+    """A done callback that runs ``fn(job)`` on ``loop`` (from whichever thread the job
+    finishes on); nothing happens if the loop has closed meanwhile."""
+
+    def callback(job: Job[Any]) -> None:
+        try:
+            loop.call_soon_threadsafe(fn, job)
+        except RuntimeError:  # the loop closed while the job ran: nobody to tell
+            pass
+
+    return callback
 
 
 async def await_job(job: Job[T]) -> T:
@@ -26,13 +37,11 @@ async def await_job(job: Job[T]) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
 
-        def wake(_job: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(_mark_done, fut)
-            except RuntimeError:  # the loop closed while the job ran: nobody to tell
-                pass
+        def mark_done(_job: Job[Any]) -> None:
+            if not fut.done():
+                fut.set_result(None)
 
-        job.add_done_callback(wake)
+        job.add_done_callback(on_loop(loop, mark_done))
         try:
             await fut
         except asyncio.CancelledError:

@@ -508,6 +508,12 @@ cdef class Job:
         self._retrieved = True
         return self._exception
 
+    def _failed(self):
+        """Done, and raised or was cancelled (internal: the exception is not marked
+        retrieved by looking)."""
+        cdef int state = oj_load_state(&self._state)
+        return state == CANCELLED or (state == FINISHED and self._exception is not None)
+
     def add_done_callback(self, fn):
         """Call fn(job) when the job is done (now, if it already is)."""
         _check_callable(fn)

@@ -450,6 +450,12 @@ class Job(Generic[_T]):
         self._retrieved = True
         return self._exception
 
+    def _failed(self) -> bool:
+        """Done, and raised or was cancelled (internal: the exception is not marked
+        retrieved by looking)."""
+        state = self._state
+        return state == _CANCELLED or (state == _FINISHED and self._exception is not None)
+
     def add_done_callback(self, fn: Callable[[Job[_T]], object]) -> None:
         """Call fn(job) when the job is done (now, if it already is)."""
         _check_callable(fn)

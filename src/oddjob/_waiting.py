@@ -94,11 +94,8 @@ def _deadline(timeout: Timeout) -> float | None:
 
 def _failed(job: Job[Any]) -> bool:
     """Whether a finished job raised. A cancelled job did not (as in concurrent.futures).
-
-    The Job API has no way to ask this without reading the exception, so this counts as
-    retrieving it: FIRST_EXCEPTION calls it on finished jobs until one has failed, never
-    on a job twice, so at most one failed job is marked retrieved per call."""
-    return not job.cancelled() and job.exception(0) is not None
+    Looking does not mark the exception retrieved: nobody has read it yet."""
+    return not job.cancelled() and job._failed()
 
 
 def as_completed(jobs: Iterable[Job[T]], timeout: Timeout = None) -> Iterator[Job[T]]:

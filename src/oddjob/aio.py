@@ -1,0 +1,228 @@
+"""oddjob from asyncio: the sending calls as coroutines that never block the event loop.
+
+    await aio.run("db", query, sql)          # submit, then await the result
+    job = await aio.async_perform("db", query, sql)
+    await aio.perform("email", send, to)     # fire and forget
+    results = await aio.await_many(jobs)
+    async for job in aio.as_completed(jobs): ...
+
+Where the sync form would block a thread waiting for room in a bounded queue, these await
+it: the submission takes a place in the pool's line with a RoomTicket whose wake-up (run by
+the worker that frees the room) resolves a future on the loop. No thread is spent per
+waiter. Cancelling the awaiting task gives the place up, or cancels the job if it is still
+queued; a running job goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from . import _backend, _registry
+from ._aio import await_job, on_loop
+from ._errors import QueueFullError, _NoRoom
+from ._pool import Pool, _as_list
+
+if TYPE_CHECKING:
+    from ._core_py import Job
+
+__all__ = [
+    "as_completed",
+    "async_perform",
+    "async_perform_many",
+    "await_many",
+    "perform",
+    "perform_many",
+    "run",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Item = TypeVar("Item")
+
+PoolName = str | Pool
+Timeout = float | timedelta | None
+
+
+async def perform(
+    pool: PoolName, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
+) -> None:
+    """Run ``fn(*args, **kwargs)`` on a worker of ``pool``; fire and forget.
+
+    Raises:
+        QueueFullError: as oddjob.perform (a full queue with on_full="raise", or
+            block_timeout ran out while this waited for room).
+        PoolNotFoundError: the pool is not running, or stopped while this waited.
+        TypeError: fn is not callable, or pool is not a str or Pool.
+    """
+    queue = _registry.queue(pool)
+    await _submit(queue, queue.push, fn, args, kwargs)
+
+
+async def async_perform(
+    pool: PoolName, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> Job[T]:
+    """Run ``fn(*args, **kwargs)`` on a worker of ``pool``; its Job (await it)."""
+    queue = _registry.queue(pool)
+    job: Job[T] = await _submit(queue, queue.push_async, fn, args, kwargs)
+    return job
+
+
+async def perform_many(pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], Any]) -> None:
+    """Run ``fn(item)`` for each item, queued as one batch (it waits until it fits whole)."""
+    queue = _registry.queue(pool)
+    await _submit(queue, queue.push_many, fn, _as_list(iterable))
+
+
+async def async_perform_many(
+    pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], T]
+) -> list[Job[T]]:
+    """One async job per item, queued as one batch; the Jobs in input order."""
+    queue = _registry.queue(pool)
+    jobs: list[Job[T]] = await _submit(queue, queue.push_async_many, fn, _as_list(iterable))
+    return jobs
+
+
+async def run(pool: PoolName, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Submit ``fn(*args, **kwargs)`` to ``pool`` and await its result, in one call.
+
+    Re-raises the job's own exception. Cancelling the awaiting task cancels the job if it
+    is still queued (a running job goes on).
+    """
+    queue = _registry.queue(pool)
+    job: Job[T] = await _submit(queue, queue.push_async, fn, args, kwargs)
+    return await await_job(job)
+
+
+async def await_many(jobs: Iterable[Job[T]], timeout: Timeout = 5.0) -> list[T]:
+    """Results of ``jobs`` in their order, within one overall deadline, as await_many.
+
+    Raises the first failure seen, as soon as it is seen. ``TimeoutError`` leaves every
+    job collectable later. Cancelling the awaiting task cancels the jobs still queued.
+    """
+    seq = _jobs(jobs, "await_many")
+    seconds = _backend.core.seconds(timeout)
+    pending = [job for job in seq if not job.done()]
+    failed = next((job for job in seq if job.done() and _failed(job)), None)
+    if failed is None and pending:
+        loop = asyncio.get_running_loop()
+        settled: asyncio.Future[None] = loop.create_future()
+        left = [len(pending)]
+
+        def count(job: Job[Any]) -> None:  # on the loop
+            left[0] -= 1
+            if not settled.done() and (left[0] == 0 or _failed(job)):
+                settled.set_result(None)
+
+        for job in pending:
+            job.add_done_callback(on_loop(loop, count))
+        try:
+            async with asyncio.timeout(None if seconds < 0 else seconds):
+                await settled
+        except TimeoutError:
+            done = sum(job.done() for job in seq)
+            raise TimeoutError(
+                f"aio.await_many: {len(seq) - done} of {len(seq)} jobs not done within "
+                f"{timeout} seconds"
+            ) from None
+        except asyncio.CancelledError:
+            for job in pending:
+                job.cancel()
+            raise
+    for job in seq:  # the first failure in order among those done, else every result
+        if job.done() and _failed(job):
+            job.result(0)
+    return [job.result(0) for job in seq]
+
+
+async def as_completed(jobs: Iterable[Job[T]], timeout: Timeout = None) -> AsyncIterator[Job[T]]:
+    """Yield each job as it finishes (result, failure or cancel), earliest first.
+
+    Raises:
+        TimeoutError: the deadline passed with jobs left (they stay collectable).
+    """
+    seq = list(dict.fromkeys(_jobs(jobs, "as_completed")))  # each distinct job once
+    seconds = _backend.core.seconds(timeout)
+    loop = asyncio.get_running_loop()
+    deadline = None if seconds < 0 else loop.time() + seconds
+    finished: asyncio.Queue[Job[T]] = asyncio.Queue()
+    for job in seq:
+        job.add_done_callback(on_loop(loop, finished.put_nowait))
+    for yielded in range(len(seq)):
+        try:
+            async with asyncio.timeout_at(deadline):
+                job = await finished.get()
+        except TimeoutError:
+            left = len(seq) - yielded - finished.qsize()
+            raise TimeoutError(
+                f"aio.as_completed: {left} of {len(seq)} jobs not done within {timeout} seconds"
+            ) from None
+        yield job
+
+
+# -- submitting, waiting for room in line ----------------------------------------------------
+
+
+async def _submit(queue: Any, push: Callable[..., Any], *args: Any) -> Any:
+    """``push(*args)``, awaiting room in a full bounded queue instead of blocking.
+
+    An unbounded queue never blocks, so the push happens at once. A bounded one gets a
+    RoomTicket: a push without room puts it in line (raising _NoRoom) and its wake-up
+    resolves a future here; the push is tried again once the submission may fit.
+    """
+    if queue.max_queue is None:
+        return push(*args)
+    loop = asyncio.get_running_loop()
+    room: list[asyncio.Future[None]] = []
+
+    def wake() -> None:  # on the thread that freed the room
+        if room:
+            _call_soon(loop, _resolve, room[-1])
+
+    ticket = _backend.core.RoomTicket(wake)
+    limit = queue.block_timeout
+    try:
+        async with asyncio.timeout(limit):
+            while True:
+                room.append(loop.create_future())
+                try:
+                    return push(*args, ticket)
+                except _NoRoom:
+                    pass
+                await room[-1]
+                room.clear()
+    except TimeoutError:
+        raise QueueFullError(
+            f"pool {queue.name!r} stayed full for block_timeout={limit} seconds "
+            f"(max_queue={queue.max_queue})"
+        ) from None
+    finally:
+        if ticket.waiting:  # cancelled or timed out in line: give the place up
+            queue.withdraw(ticket)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
+        pass
+
+
+def _jobs(jobs: Iterable[Job[T]], what: str) -> list[Job[T]]:
+    seq = list(jobs)
+    for i, item in enumerate(seq):
+        if not getattr(type(item), "__oddjob_job__", False):
+            raise TypeError(f"{what} takes Jobs, got {type(item).__name__} at index {i}")
+    return seq
+
+
+def _failed(job: Job[Any]) -> bool:
+    # Done, and raised or cancelled; the exception is not marked retrieved by looking.
+    return job._failed()
