@@ -17,11 +17,12 @@ from types import ModuleType
 import pytest
 
 import oddjob
-from oddjob import _bench, _bench_peers, _bench_scaling
+from oddjob import _bench, _bench_backpressure, _bench_peers, _bench_scaling
 from oddjob._bench_report import MODE_TITLES
 
 # Tiny runs: every workload, mode and peer is measured, each a couple of times.
-TINY = ["bench", "--quick", "--jobs", "200", "--repeat", "1"]
+# The backpressure section has a test of its own: the others leave it out.
+TINY = ["bench", "--quick", "--jobs", "200", "--repeat", "1", "--no-backpressure"]
 # pebble's close() + join() polls every 0.1 s: left out of the quick tests.
 QUICK_PEERS = ["oddjob", "tpe", "threadpool", "asyncio", "loop"]
 PEER_NAMES = {
@@ -131,6 +132,42 @@ def test_scaling_section_has_every_row_and_json_key(tmp_path: Path) -> None:
     assert all(s["speedup"] > 0 for s in speedups)
     assert set(scaling["submitters"]["jobs_per_second"]) == {"1", "2"}
     assert all(v > 0 for v in scaling["submitters"]["jobs_per_second"].values())
+
+
+def test_backpressure_section_has_every_row_and_json_key(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    table = run_bench(
+        "--workloads", "noop", "--peers", "oddjob", "--backpressure", "--json", str(path)
+    )
+
+    assert "Backpressure, context and asyncio (v2; pool size 5, median of 1)" in table
+    for pattern in (
+        r"bounded queue: .* max_queue=1000 [\d,]+ jobs/s, unbounded [\d,]+ jobs/s \([\d.]+x\)",
+        r"blocked producer resumes after room appears: p50 [\d.]+ µs, p99 [\d.]+ µs",
+        r"copy_context=True [\d,]+/s, False [\d,]+/s \([\d.]+x\); bytes per queued "
+        r"fire-and-forget job \d+ B with context, \d+ B without",
+        r"await aio.run [\d.]+ µs \(p99 [\d.]+\), run_in_executor\(ThreadPoolExecutor\) "
+        r"[\d.]+ µs \(p99 [\d.]+\); aio.run/run_in_executor [\d.]+x",
+    ):
+        assert re.search(pattern, table), (pattern, table)
+
+    data = json.loads(path.read_text(encoding="utf-8"))["backpressure"]
+    pair = data["bounded_pair"]
+    assert pair["max_queue"] == _bench_backpressure.MAX_QUEUE
+    assert set(pair["jobs_per_second"]) == {"bounded", "unbounded"}
+    assert pair["bounded_over_unbounded"] > 0
+    assert data["resume_us"]["samples"] >= 1
+    assert 0 < data["resume_us"]["p50"] <= data["resume_us"]["p99"]
+    context = data["copy_context"]
+    assert set(context["jobs_per_second"]) == {"True", "False"}
+    # A queued job holds its Context only when the pool copies it.
+    assert context["queued_bytes"]["True"] > context["queued_bytes"]["False"] > 0
+    assert set(data["aio_round_trip_us"]) == {"aio.run", "run_in_executor"}
+
+
+def test_backpressure_runs_by_default() -> None:
+    assert _bench_backpressure.wanted(None) is True
+    assert _bench_backpressure.wanted(False) is False
 
 
 def test_scaling_runs_by_default_only_without_the_gil() -> None:

@@ -39,6 +39,12 @@ What is measured
   loop (oddjob's perform_many and async_perform_many + await_many, ThreadPoolExecutor's
   map), and no-op perform into a pool of 2 from 1 and from 2 submitting threads.
 
+  Backpressure (on by default; --no-backpressure skips it): one producer into a pool
+  with max_queue=1000 against the same pool unbounded, jobs of ~100 µs sleep; how soon a
+  producer blocked on a full queue resumes once room appears (p50, p99); no-op perform
+  with copy_context on against off, and the bytes per queued job of each; the round
+  trip of ``await aio.run`` against ``await loop.run_in_executor(ThreadPoolExecutor)``.
+
 How it is timed
   - time.perf_counter, around the library calls alone; a fresh pool for every run,
     all of whose threads have run a job (pool-size jobs that wait for one another)
@@ -80,6 +86,8 @@ from typing import Any, Final, TextIO
 import oddjob
 
 from . import _backend
+from ._bench_backpressure import BackpressureResult, backpressure_lines, measure_backpressure
+from ._bench_backpressure import wanted as backpressure_wanted
 from ._bench_peers import (
     GC_OFF_WHILE_TIMING,
     SLEEP_JOB_SECONDS,
@@ -513,6 +521,7 @@ def write_json(
     cells: Sequence[Cell],
     seconds: float,
     scaling: ScalingResult | None = None,
+    backpressure: BackpressureResult | None = None,
 ) -> None:
     async_cell = next((c for c in cells if c.mode == "async_each"), None)
     described = {
@@ -541,6 +550,8 @@ def write_json(
     data = to_json(results, env, described, workloads, failures)
     if scaling is not None:
         data["scaling"] = scaling.to_json()
+    if backpressure is not None:
+        data["backpressure"] = backpressure.to_json()
     with open(path, "w", encoding="utf-8") as file:
         json.dump(data, file, indent=2)
         file.write("\n")
@@ -625,6 +636,12 @@ def parser() -> argparse.ArgumentParser:
         help="measure the speed-up of CPU-bound jobs over the bare loop with 1, 2 and 4 "
         "workers, and 1 against 2 submitters (default: when the GIL is disabled)",
     )
+    bench.add_argument(
+        "--backpressure",
+        action=argparse.BooleanOptionalAction,
+        help="measure a bounded queue against an unbounded one, how soon a blocked "
+        "producer resumes, copy_context's cost and aio.run's round trip (default: on)",
+    )
     return parser
 
 
@@ -694,13 +711,21 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             progress=sys.stderr,
         )
         lines += ["", *scaling_lines(scaling)]
+    backpressure: BackpressureResult | None = None
+    if backpressure_wanted(args.backpressure):
+        backpressure = measure_backpressure(
+            settings.jobs, settings.repeat, settings.pool_size, progress=sys.stderr
+        )
+        lines += ["", *backpressure_lines(backpressure)]
     seconds = time.monotonic() - started
     print("", FOOTNOTE, "", *lines, f"({seconds:.0f} s in all)", sep="\n", file=out)
     if failures:
         print(f"{len(failures)} figures failed: see the tracebacks on stderr", file=out)
 
     if settings.json:
-        write_json(settings.json, results, failures, env, settings, cells, seconds, scaling)
+        write_json(
+            settings.json, results, failures, env, settings, cells, seconds, scaling, backpressure
+        )
         print(f"results written to {settings.json}", file=out)
     if settings.plot:
         title = (

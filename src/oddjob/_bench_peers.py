@@ -283,12 +283,15 @@ class OddjobPeer(Peer):
     }
     _numbers = itertools.count()
 
+    def __init__(self, **options: Any) -> None:
+        self.options = options  # pool options beside pool_size (max_queue, copy_context)
+
     @contextmanager
     def _pool(self, size: int) -> Iterator[str]:
         name = f"bench-{next(self._numbers)}"
         while oddjob.whereis(name) is not None:  # never take over a pool of the caller's
             name = f"bench-{next(self._numbers)}"
-        pool = oddjob.Pool(name, pool_size=size).start()
+        pool = oddjob.Pool(name, pool_size=size, **self.options).start()
         try:
             rendezvous = Rendezvous(size)
             jobs = [oddjob.async_perform(name, rendezvous) for _ in range(size)]
