@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from typing import Any
@@ -218,3 +219,37 @@ def test_add_done_callback_rejects_a_non_callable(make_pool):
     with pytest.raises(TypeError):
         job.add_done_callback("not callable")  # type: ignore[arg-type]
     oddjob.await_(job, timeout=WAIT)
+
+
+def test_every_unread_failure_is_logged_even_when_the_records_keep_them(make_pool):
+    # Jobs are recycled (the compiled core keeps a freelist): a Job whose finalization
+    # ran once must still report its own unread failure, every time, and a handler that
+    # keeps its records must not keep the Jobs alive.
+    kept: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record)
+
+    def fail() -> None:
+        raise ValueError("unread")
+
+    handler = Keep(logging.ERROR)
+    logging.getLogger("oddjob").addHandler(handler)
+    try:
+        name = make_pool(1)
+        for i in range(40):
+            job = oddjob.async_perform(name, fail)
+            if i % 2:
+                assert isinstance(job.exception(WAIT), ValueError)  # read: no log
+            else:
+                oddjob.wait([job], timeout=WAIT)  # done, never read
+            assert job.done()
+            del job
+            gc.collect()
+    finally:
+        logging.getLogger("oddjob").removeHandler(handler)
+    unread = [r for r in kept if "never retrieved" in r.getMessage()]
+    assert len(unread) == 20
+    assert all(r.exc_info and isinstance(r.exc_info[1], ValueError) for r in unread)
+    assert all(not any(type(a).__name__ == "Job" for a in (r.args or ())) for r in unread)

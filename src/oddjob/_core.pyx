@@ -201,10 +201,10 @@ cdef inline int _check_callable(object fn) except -1:
     return 0
 
 
-cdef object _log_unretrieved(object job, object exc, object tb):
+cdef object _log_unretrieved(str job, object exc, object tb):
     import logging
     logging.getLogger("oddjob").error(
-        "Job exception was never retrieved: %r", job, exc_info=(type(exc), exc, tb))
+        "Job exception was never retrieved: %s", job, exc_info=(type(exc), exc, tb))
 
 
 cdef object _log_callback_error(object job, object callback):
@@ -531,11 +531,17 @@ cdef class Job:
 
     __class_getitem__ = classmethod(GenericAlias)
 
-    def __del__(self):
-        # As asyncio does for tasks: a failure nobody read is logged, not lost.
+    def __dealloc__(self):
+        # As asyncio does for tasks: a failure nobody read is logged, not lost. Here,
+        # not in a __del__: the freelist reuses Jobs whose finalizer has run, and those
+        # would never run it again. Nothing may keep a reference to self: the record
+        # gets its repr. (A Job freed by the cyclic GC has been cleared first: no log.)
         if (self._exception is not None and not self._retrieved
                 and oj_load_state(&self._state) == FINISHED):
-            _log_unretrieved(self, self._exception, self._result)
+            try:
+                _log_unretrieved(repr(self), self._exception, self._result)
+            except BaseException:  # at interpreter exit logging may be gone: no log then
+                pass
 
     def __repr__(self):
         name = getattr(self.function, "__qualname__", None) or repr(self.function)

@@ -480,8 +480,10 @@ class Job(Generic[_T]):
         # As asyncio does for tasks: a failure nobody read is logged, not lost.
         exc = getattr(self, "_exception", None)
         if exc is not None and not self._retrieved and self._state == _FINISHED:
-            _log.error(
-                "Job exception was never retrieved: %r", self, exc_info=(type(exc), exc, self._tb)
+            _log.error(  # the repr, not self: the record must not keep the Job alive
+                "Job exception was never retrieved: %s",
+                repr(self),
+                exc_info=(type(exc), exc, self._tb),
             )
 
     def __repr__(self) -> str:
