@@ -1356,7 +1356,7 @@ cdef class Queue:
                     escaped = _notify(job, listeners)
                     if escaped is not None:  # a done callback raised SystemExit & co
                         return (escaped, job.function, False)
-                job = None
+                job = listeners = None  # an idle worker keeps nothing of its last job
                 continue
             context = job._context
             if context is not None:
@@ -1385,13 +1385,14 @@ cdef class Queue:
                 job._listeners = None
                 worker._job = NULL
                 oj_unlock(&self._mutex)
+                tb = None  # the Job holds it: the idle worker must not keep it alive
                 if listeners is not None:
                     escaped = _notify(job, listeners)
                     if escaped is not None:
                         return (escaped, job.function, False)
                 if crash:
                     return (exc, job.function, True)
-                job = None
+                job = listeners = None
                 continue
             if context is not None:
                 PyContext_Exit(context)
@@ -1408,7 +1409,7 @@ cdef class Queue:
                 escaped = _notify(job, listeners)
                 if escaped is not None:
                     return (escaped, job.function, False)
-            job = None
+            job = listeners = None
 
     cdef int _fail(self, Job job, object exc) except -1:
         """Finish a queued or running job with exc (its worker is gone, or the pool
