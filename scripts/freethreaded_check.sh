@@ -63,10 +63,10 @@ if [[ $what == tsan || $what == all ]]; then
     # would fail the run for races inside CPython itself too). On the compiled core,
     # whose C is what TSan instruments; the twin is Python code,
     # whose races would be CPython's own (and it runs some 20x slower under TSan).
-    echo "== ThreadSanitizer: the stress tests on the compiled core, slow ones included"
+    echo "== ThreadSanitizer: the stress and bounded-queue tests on the compiled core, slow ones included"
     (cd "$work/src" && TSAN_OPTIONS="$base_options halt_on_error=0 exitcode=0 log_path=$reports/report" \
         "${PYTEST[@]}" -m "slow or not slow" -k compiled --timeout 1200 \
-        tests/test_stress.py tests/test_scheduler_stress.py)
+        tests/test_stress.py tests/test_scheduler_stress.py tests/test_bounded_queue.py)
     python "$here/scripts/tsan_reports.py" "$reports"
     deactivate
 fi

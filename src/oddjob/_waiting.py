@@ -182,8 +182,8 @@ def wait(
         return_when: ``FIRST_COMPLETED`` (any job done), ``FIRST_EXCEPTION`` (any job
             done by raising; a cancelled job did not raise; if none raises, all done)
             or ``ALL_COMPLETED``, the constants of concurrent.futures, re-exported by
-            oddjob. With FIRST_EXCEPTION, a finished job's exception is looked at, which
-            marks that job's exception as retrieved.
+            oddjob. Looking at a failure does not retrieve it: an exception nobody reads
+            is still logged when its Job is collected.
 
     Raises:
         TypeError: an item is not a Job (the message names its index), or timeout is
