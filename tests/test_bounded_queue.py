@@ -694,3 +694,43 @@ def test_many_producers_into_a_small_bound_run_every_job_once_never_over_the_bou
     highest = max(highest, *(length for length, _ in samples))
     assert highest <= MAX_QUEUE, f"the queue was seen holding {highest} jobs"
     assert any(waiting for _, waiting in samples), "no producer ever waited: the test is moot"
+
+
+# -- Ctrl-C: a blocked main thread is interrupted, and leaves the line ------------------
+
+
+def test_ctrl_c_interrupts_a_blocked_submit_which_leaves_the_line(make_pool):
+    """SIGINT reaches a main thread blocked on a full queue as KeyboardInterrupt; it
+    queued nothing, gave its place up, and the submitter behind it is served next."""
+    import signal
+
+    assert threading.current_thread() is threading.main_thread()
+    held = Held()
+    name = make_pool(1, max_queue=1)
+    fill(name, held, 1)
+    queue = queue_of(name)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def interrupt_once_in_line() -> None:
+        until(lambda: queue.waiting() == 1, "the main thread is in line")
+        time.sleep(SETTLE)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    sender = InThread(interrupt_once_in_line, "interrupter")
+    with pytest.raises(KeyboardInterrupt):
+        oddjob.perform(name, held, "interrupted")
+        # Not reached unless the wait ended without the signal: stay here until it comes
+        # (or fail), so that the KeyboardInterrupt is not raised outside the block.
+        time.sleep(WAIT)
+    sender.join()
+    assert sender.error is None
+    assert queue.waiting() == 0, "the interrupted submitter is still in line"
+    assert tags(name) == ["q0"]
+
+    behind = InThread(lambda: oddjob.perform(name, held, "next"), "next")
+    until(lambda: queue.waiting() == 1, "the next submitter is in line")
+    held.release("running")
+    behind.join()
+    assert behind.error is None
+    assert tags(name) == ["next"]

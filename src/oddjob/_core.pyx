@@ -986,6 +986,7 @@ cdef class Queue:
         cdef RoomTicket mine = ticket
         cdef double deadline = 0.0, left
         cdef int got
+        cdef bint checked = False
         if n > self._max:
             oj_unlock(&self._mutex)
             raise QueueFullError(
@@ -1008,18 +1009,21 @@ cdef class Queue:
                 raise QueueFullError(
                     f"pool {self.name!r} is full: {self._count} jobs queued "
                     f"(max_queue={self._max}, on_full='raise')")
-            if mine is None:
-                # About to block: first the checks and allocations, without the mutex.
+            if not checked and (mine is None or not mine.queued):
+                # About to wait (a blocked thread, or an oddjob.aio ticket joining the
+                # line): first the checks and allocations, without the mutex.
                 oj_unlock(&self._mutex)
                 if getattr(_locals, "worker_of", None) is self:
                     raise QueueFullError(
                         f"pool {self.name!r} is full and this job runs on one of its own "
                         "workers: waiting for room could deadlock the pool")
-                mine = RoomTicket.__new__(RoomTicket)
-                mine.n = n
-                mine.waiter = Waiter()
-                if self._block_timeout >= 0:
-                    deadline = monotonic() + self._block_timeout
+                checked = True
+                if mine is None:
+                    mine = RoomTicket.__new__(RoomTicket)
+                    mine.n = n
+                    mine.waiter = Waiter()
+                    if self._block_timeout >= 0:
+                        deadline = monotonic() + self._block_timeout
                 oj_lock(&self._mutex)
                 continue  # room may have come meanwhile
             if not mine.queued:
@@ -1041,6 +1045,9 @@ cdef class Queue:
                 self._wake_line()
                 raise
             oj_lock(&self._mutex)
+            if self._closed:
+                continue  # the top of the loop leaves the line and raises
+            # mine is still in line here (only close() empties it), so _line[0] exists.
             if not got and not (self._count + n <= self._max and self._line[0] is mine):
                 self._leave_line(mine)
                 oj_unlock(&self._mutex)

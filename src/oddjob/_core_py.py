@@ -809,12 +809,13 @@ class Queue:
                     f"pool {self._name!r} is full: {len(self._slots)} jobs queued "
                     f"(max_queue={limit}, on_full='raise')"
                 )
+            if (mine is None or not mine._queued) and getattr(_locals, "worker_of", None) is self:
+                # Before waiting, for a blocked thread and an oddjob.aio ticket alike.
+                raise QueueFullError(
+                    f"pool {self._name!r} is full and this job runs on one of its own "
+                    "workers: waiting for room could deadlock the pool"
+                )
             if mine is None:
-                if getattr(_locals, "worker_of", None) is self:
-                    raise QueueFullError(
-                        f"pool {self._name!r} is full and this job runs on one of its own "
-                        "workers: waiting for room could deadlock the pool"
-                    )
                 mine = RoomTicket.__new__(RoomTicket)
                 mine._wake = None
                 mine._lock = _held_lock()
@@ -836,8 +837,13 @@ class Queue:
                 else:
                     left = deadline - monotonic()
                     got = left > 0 and mine._lock.acquire(timeout=min(left, threading.TIMEOUT_MAX))
-            finally:
-                lock.acquire()  # held again on every way out, as the caller's with expects
+            except BaseException:  # KeyboardInterrupt on the main thread: leave the line
+                lock.acquire()  # held on every way out, as the caller's with expects
+                self._leave_line(mine)
+                raise
+            lock.acquire()
+            if self._closed:
+                continue  # the top of the loop leaves the line and raises
             if not got and not (len(self._slots) + n <= limit and self._line[0] is mine):
                 self._leave_line(mine)
                 raise QueueFullError(
