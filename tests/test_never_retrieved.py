@@ -328,17 +328,8 @@ def test_a_failed_job_in_a_reference_cycle_logs_when_the_cycle_is_collected(
     assert record.exc_info is not None and record.exc_info[0] is Boom
 
 
-def test_a_failed_job_in_a_cycle_through_its_own_traceback_logs(make_pool, caplog, core, request):
+def test_a_failed_job_in_a_cycle_through_its_own_traceback_logs(make_pool, caplog):
     """The job's frame holds the Job: Job -> exception -> traceback -> frame -> Job."""
-    if core.IMPLEMENTATION == "compiled":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="compiled core: a Job the cyclic GC clears (tp_clear) before its "
-                "__dealloc__ has no exception left to log (no tp_finalize: the freelist "
-                "would skip it on reused Jobs)",
-            )
-        )
     name = make_pool(1)
     box: list[Any] = []
 
