@@ -31,6 +31,7 @@ from typing import Any, Final, TextIO
 import oddjob
 
 from ._bench_peers import PRESTART_TIMEOUT, OddjobPeer, noop, quiet_gc
+from ._bench_scaling import show_progress
 
 __all__ = ["BackpressureResult", "backpressure_lines", "measure_backpressure"]
 
@@ -215,32 +216,21 @@ def measure_backpressure(
     result.resume.clear()
     result.perform.clear()
     for repetition in range(repeat):
-        _show(progress, f"backpressure: run {repetition + 1} of {repeat}")
+        show_progress(progress, f"backpressure: run {repetition + 1} of {repeat}")
         for _, run in runs:
             run()
-    _show(progress, "backpressure: bytes per queued job, asyncio round trips")
+    show_progress(progress, "backpressure: bytes per queued job, asyncio round trips")
     for copy_context in (False, True):
         result.queued_bytes[copy_context] = OddjobPeer(copy_context=copy_context).queued_bytes(
             CONTEXT_MEMORY_JOBS, size
         )
     result.round_trips = aio_round_trips(ROUND_TRIPS, size)
-    if progress is not None and progress.isatty():
-        progress.write("\r\033[K")
-        progress.flush()
+    show_progress(progress, None)
     return result
 
 
 def _add(table: dict[Any, list[float]], key: Any, value: float) -> None:
     table.setdefault(key, []).append(value)
-
-
-def _show(progress: TextIO | None, text: str) -> None:
-    # As the main table's progress does: rewritten in place on a terminal, a line each
-    # in a log.
-    if progress is None:
-        return
-    progress.write(f"\r\033[K{text}" if progress.isatty() else f"{text}\n")
-    progress.flush()
 
 
 # -- the report -------------------------------------------------------------------------

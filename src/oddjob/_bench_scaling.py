@@ -44,6 +44,7 @@ __all__ = [
     "gil_is_enabled",
     "measure_scaling",
     "scaling_lines",
+    "show_progress",
     "wanted",
 ]
 
@@ -173,7 +174,7 @@ def measure_scaling(
         for _, run in runs:  # warm-up, discarded
             run()
         for repetition in range(repeat):
-            _show(progress, f"scaling: {label} jobs, run {repetition + 1} of {repeat}")
+            show_progress(progress, f"scaling: {label} jobs, run {repetition + 1} of {repeat}")
             for cell, run in runs:
                 seconds_taken = run()
                 if cell is None:
@@ -184,23 +185,25 @@ def measure_scaling(
     for submitters in SUBMITTERS:  # warm-up
         submitters_run(submitters, result.submitter_jobs)
     for repetition in range(repeat):
-        _show(progress, f"scaling: submitters, run {repetition + 1} of {repeat}")
+        show_progress(progress, f"scaling: submitters, run {repetition + 1} of {repeat}")
         for submitters in SUBMITTERS:
             result.submitters.setdefault(submitters, []).append(
                 submitters_run(submitters, result.submitter_jobs)
             )
-    if progress is not None and progress.isatty():
-        progress.write("\r\033[K")
-        progress.flush()
+    show_progress(progress, None)
     return result
 
 
-def _show(progress: TextIO | None, text: str) -> None:
-    # As the main table's progress does: rewritten in place on a terminal, a line each
-    # in a log.
+def show_progress(progress: TextIO | None, text: str | None) -> None:
+    """As the main table's progress does: rewritten in place on a terminal, a line each
+    in a log; None clears the terminal's line once the section is done."""
     if progress is None:
         return
-    progress.write(f"\r\033[K{text}" if progress.isatty() else f"{text}\n")
+    if text is None:
+        if progress.isatty():
+            progress.write("\r\033[K")
+    else:
+        progress.write(f"\r\033[K{text}" if progress.isatty() else f"{text}\n")
     progress.flush()
 
 

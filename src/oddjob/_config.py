@@ -467,16 +467,8 @@ def _normalize(key: str, value: Any) -> Any:
     elif key == "block_timeout":
         if value is None:
             return None
-        if type(value) in (int, float):
-            try:
-                value = float(value)
-            except OverflowError:  # an int beyond float range: forever
-                return None
-        elif isinstance(value, timedelta):
-            value = value.total_seconds()
-        else:
-            return _INVALID
-        ok = value >= 0  # False for NaN too
+        value = _seconds(value)
+        ok = value is not _INVALID and value >= 0  # False for NaN too
     elif key in ("initializer", "finalizer"):
         ok = value is None or (
             _IMPORT_STRING.fullmatch(value) is not None if type(value) is str else callable(value)
@@ -490,15 +482,20 @@ def _normalize(key: str, value: Any) -> Any:
         ok = type(value) is int and value >= 1
     elif key == "max_restarts":
         ok = type(value) is int and value >= 0
-    else:  # max_seconds, exit_timeout: seconds, or a timedelta as everywhere in Python
-        if type(value) in (int, float):
-            try:
-                value = float(value)
-            except OverflowError:  # an int beyond float range: forever
-                value = float("inf")
-        elif isinstance(value, timedelta):
-            value = value.total_seconds()
-        else:
-            return _INVALID
-        ok = value > 0  # False for NaN too
+    else:  # max_seconds, exit_timeout
+        value = _seconds(value)
+        ok = value is not _INVALID and value > 0  # False for NaN too
     return value if ok else _INVALID
+
+
+def _seconds(value: Any) -> Any:
+    """Seconds (an int or float, not a bool) or a timedelta, as a float; else _INVALID.
+    An int beyond float range is inf: forever, where a key allows it."""
+    if type(value) in (int, float):
+        try:
+            return float(value)
+        except OverflowError:
+            return float("inf")
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return _INVALID
