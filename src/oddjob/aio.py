@@ -73,7 +73,7 @@ async def async_perform(
 async def perform_many(pool: PoolName, iterable: Iterable[Item], fn: Callable[[Item], Any]) -> None:
     """Run ``fn(item)`` for each item, queued as one batch (it waits until it fits whole)."""
     queue = _registry.queue(pool)
-    await _submit(queue, queue.push_many, fn, _as_list(iterable))
+    await _submit(queue, queue.push_many, fn, _batch(queue, iterable))
 
 
 async def async_perform_many(
@@ -81,7 +81,7 @@ async def async_perform_many(
 ) -> list[Job[T]]:
     """One async job per item, queued as one batch; the Jobs in input order."""
     queue = _registry.queue(pool)
-    jobs: list[Job[T]] = await _submit(queue, queue.push_async_many, fn, _as_list(iterable))
+    jobs: list[Job[T]] = await _submit(queue, queue.push_async_many, fn, _batch(queue, iterable))
     return jobs
 
 
@@ -105,22 +105,27 @@ async def await_many(jobs: Iterable[Job[T]], timeout: Timeout = 5.0) -> list[T]:
     seq = _jobs(jobs, "await_many")
     seconds = _backend.core.seconds(timeout)
     pending = [job for job in seq if not job.done()]
+    # A job already failed when the call starts wins (the first in order), then the
+    # failure the loop hears of first.
     failed = next((job for job in seq if job.done() and _failed(job)), None)
     if failed is None and pending:
         loop = asyncio.get_running_loop()
-        settled: asyncio.Future[None] = loop.create_future()
+        settled: asyncio.Future[Job[T] | None] = loop.create_future()
         left = [len(pending)]
 
-        def count(job: Job[Any]) -> None:  # on the loop
+        def count(job: Job[Any]) -> None:  # on the loop, in the order the jobs finished
             left[0] -= 1
-            if not settled.done() and (left[0] == 0 or _failed(job)):
-                settled.set_result(None)
+            if not settled.done():
+                if _failed(job):
+                    settled.set_result(job)
+                elif left[0] == 0:
+                    settled.set_result(None)
 
         for job in pending:
             job.add_done_callback(on_loop(loop, count))
         try:
             async with asyncio.timeout(None if seconds < 0 else seconds):
-                await settled
+                failed = await settled
         except TimeoutError:
             done = sum(job.done() for job in seq)
             raise TimeoutError(
@@ -131,9 +136,8 @@ async def await_many(jobs: Iterable[Job[T]], timeout: Timeout = 5.0) -> list[T]:
             for job in pending:
                 job.cancel()
             raise
-    for job in seq:  # the first failure in order among those done, else every result
-        if job.done() and _failed(job):
-            job.result(0)
+    if failed is not None:
+        failed.result(0)  # raises
     return [job.result(0) for job in seq]
 
 
@@ -201,6 +205,15 @@ async def _submit(queue: Any, push: Callable[..., Any], *args: Any) -> Any:
     finally:
         if ticket.waiting:  # cancelled or timed out in line: give the place up
             queue.withdraw(ticket)
+
+
+def _batch(queue: Any, iterable: Iterable[Item]) -> list[Item]:
+    # The batch as it is at the call: while it waits for room other code may change the
+    # caller's list, which must not change what is queued (the sync form copies it too).
+    batch = _as_list(iterable)
+    if batch is iterable and queue.max_queue is not None:
+        batch = list(batch)
+    return batch
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
