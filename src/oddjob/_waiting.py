@@ -16,11 +16,11 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
-from datetime import timedelta
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from . import _backend
+from ._api import Timeout
 
 if TYPE_CHECKING:
     from ._core_py import Job
@@ -29,7 +29,6 @@ __all__ = ["ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "as_completed"
 
 T = TypeVar("T")
 
-Timeout = float | timedelta | None
 
 _RETURN_WHEN = (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED)
 

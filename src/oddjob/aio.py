@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _backend, _registry
 from ._aio import await_job, on_loop
+from ._api import PoolName, Timeout
 from ._errors import QueueFullError, _NoRoom
-from ._pool import Pool, _as_list
+from ._pool import _as_list
 
 if TYPE_CHECKING:
     from ._core_py import Job
@@ -41,9 +41,6 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 Item = TypeVar("Item")
-
-PoolName = str | Pool
-Timeout = float | timedelta | None
 
 
 async def perform(
