@@ -85,8 +85,9 @@ def test_timers_set_from_many_threads_each_fire_once(make_pool):
             if i % 2:
                 oddjob.perform_after(i % 5 * 0.001, pool, job, (t, i))
             else:
-                # Far enough ahead that a preempted thread never finds it past.
-                when = datetime.now() + timedelta(milliseconds=200 + i % 5)
+                # Far enough ahead that a preempted thread never finds it past, even
+                # under ThreadSanitizer on 2 busy cores (200 ms was not: CI, issue 11).
+                when = datetime.now() + timedelta(milliseconds=1000 + i % 5)
                 oddjob.perform_at(when, pool, job, (t, i))
 
     run_threads(set_timers, SCHEDULERS)
