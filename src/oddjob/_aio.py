@@ -16,6 +16,21 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
+    """``fn(*args)`` on ``loop``, from any thread; nothing if the loop has closed (then
+    nobody is waiting any more)."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        pass
+
+
+def resolve(fut: asyncio.Future[None]) -> None:
+    """Wake whoever awaits ``fut`` (on its loop), once."""
+    if not fut.done():
+        fut.set_result(None)
+
+
 def on_loop(
     loop: asyncio.AbstractEventLoop, fn: Callable[[Job[Any]], object]
 ) -> Callable[[Job[Any]], None]:
@@ -23,10 +38,7 @@ def on_loop(
     finishes on); nothing happens if the loop has closed meanwhile."""
 
     def callback(job: Job[Any]) -> None:
-        try:
-            loop.call_soon_threadsafe(fn, job)
-        except RuntimeError:  # the loop closed while the job ran: nobody to tell
-            pass
+        call_soon(loop, fn, job)
 
     return callback
 
@@ -37,11 +49,7 @@ async def await_job(job: Job[T]) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
 
-        def mark_done(_job: Job[Any]) -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        job.add_done_callback(on_loop(loop, mark_done))
+        job.add_done_callback(lambda _job: call_soon(loop, resolve, fut))
         try:
             await fut
         except asyncio.CancelledError:

@@ -137,7 +137,7 @@ cdef class Queue:
     cdef void _leave_line(self, RoomTicket ticket) noexcept
     cdef int _wake_line(self) except -1
     cdef list _release_line(self)
-    cdef object _capture(self)
+    cdef inline object _capture(self)
     cdef int _fail(self, Job job, object exc) except -1
     cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
                              PyObject *obj, int flags) noexcept

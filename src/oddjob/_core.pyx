@@ -195,6 +195,12 @@ cpdef double seconds(object timeout, str what="timeout") except? -2.0:
     return value
 
 
+cdef inline int _check_context(object context) except -1:
+    if context is not None and not isinstance(context, Context):
+        raise TypeError(f"context must be a contextvars.Context, not {type(context).__name__}")
+    return 0
+
+
 cdef inline int _check_callable(object fn) except -1:
     if not callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
@@ -934,7 +940,7 @@ cdef class Queue:
         oj_untrack(<PyObject *>job)  # while queued; see oj_untrack
         return job
 
-    cdef object _capture(self):
+    cdef inline object _capture(self):
         # The submitter's context, copied now (as asyncio.to_thread does), or None.
         if self._copy_context:
             return PyContext_CopyCurrent()
@@ -1137,8 +1143,7 @@ cdef class Queue:
         """A fired timer's job: queued even when a bounded queue is full (the
         scheduling thread never waits), run in context (None: the worker's own)."""
         _check_callable(fn)
-        if context is not None and not isinstance(context, Context):
-            raise TypeError(f"context must be a contextvars.Context, not {type(context).__name__}")
+        _check_context(context)
         self._lock_for(1, None, True)
         self._append(<PyObject *>fn, <PyObject *>args,
                      <PyObject *>kwargs if kwargs else NULL,
@@ -1152,8 +1157,7 @@ cdef class Queue:
 
     def push_many_scheduled(self, fn, items, context):
         """A fired timer's batch: as push_scheduled, every job in its own copy of context."""
-        if context is not None and not isinstance(context, Context):
-            raise TypeError(f"context must be a contextvars.Context, not {type(context).__name__}")
+        _check_context(context)
         self._push_many(fn, items, None, True, context)
 
     cdef int _push_many(self, object fn, object items, RoomTicket ticket, bint force,

@@ -75,14 +75,18 @@ class _Collector:
                     return finished.popleft() if finished else None
 
 
-def _distinct(jobs: Iterable[Job[T]], what: str) -> list[Job[T]]:
-    """The jobs in input order, each once; TypeError naming the index of a non-Job."""
-    seen: dict[Job[T], None] = {}
-    for i, job in enumerate(jobs):
+def checked_jobs(jobs: Iterable[Job[T]], what: str) -> list[Job[T]]:
+    """The jobs as a list; TypeError naming the index of a non-Job (oddjob.aio too)."""
+    seq = list(jobs)
+    for i, job in enumerate(seq):
         if not getattr(type(job), "__oddjob_job__", False):
             raise TypeError(f"{what} takes Jobs, got {type(job).__name__} at index {i}")
-        seen[job] = None
-    return list(seen)
+    return seq
+
+
+def distinct_jobs(jobs: Iterable[Job[T]], what: str) -> list[Job[T]]:
+    """The jobs in input order, each once; TypeError naming the index of a non-Job."""
+    return list(dict.fromkeys(checked_jobs(jobs, what)))
 
 
 def _deadline(timeout: Timeout) -> float | None:
@@ -120,7 +124,7 @@ def as_completed(jobs: Iterable[Job[T]], timeout: Timeout = None) -> Iterator[Jo
     deadline = _deadline(timeout)
     done: list[Job[T]] = []
     pending: list[Job[T]] = []
-    for job in _distinct(jobs, "as_completed"):
+    for job in distinct_jobs(jobs, "as_completed"):
         (done if job.done() else pending).append(job)
     collector = _Collector()
     if pending:
@@ -195,7 +199,7 @@ def wait(
             f"not {return_when!r}"
         )
     deadline = _deadline(timeout)
-    distinct = _distinct(jobs, "wait")
+    distinct = distinct_jobs(jobs, "wait")
     done: set[Job[T]] = set()
     not_done: set[Job[T]] = set()
     for job in distinct:

@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _backend, _registry
-from ._aio import await_job, on_loop
+from ._aio import await_job, call_soon, on_loop, resolve
 from ._api import PoolName, Timeout
 from ._errors import QueueFullError, _NoRoom
 from ._pool import _as_list
+from ._waiting import checked_jobs, distinct_jobs
 
 if TYPE_CHECKING:
     from ._core_py import Job
@@ -99,12 +100,12 @@ async def await_many(jobs: Iterable[Job[T]], timeout: Timeout = 5.0) -> list[T]:
     Raises the first failure seen, as soon as it is seen. ``TimeoutError`` leaves every
     job collectable later. Cancelling the awaiting task cancels the jobs still queued.
     """
-    seq = _jobs(jobs, "await_many")
+    seq = checked_jobs(jobs, "await_many")
     seconds = _backend.core.seconds(timeout)
     pending = [job for job in seq if not job.done()]
     # A job already failed when the call starts wins (the first in order), then the
     # failure the loop hears of first.
-    failed = next((job for job in seq if job.done() and _failed(job)), None)
+    failed = next((job for job in seq if job._failed()), None)
     if failed is None and pending:
         loop = asyncio.get_running_loop()
         settled: asyncio.Future[Job[T] | None] = loop.create_future()
@@ -113,7 +114,7 @@ async def await_many(jobs: Iterable[Job[T]], timeout: Timeout = 5.0) -> list[T]:
         def count(job: Job[Any]) -> None:  # on the loop, in the order the jobs finished
             left[0] -= 1
             if not settled.done():
-                if _failed(job):
+                if job._failed():
                     settled.set_result(job)
                 elif left[0] == 0:
                     settled.set_result(None)
@@ -144,7 +145,7 @@ async def as_completed(jobs: Iterable[Job[T]], timeout: Timeout = None) -> Async
     Raises:
         TimeoutError: the deadline passed with jobs left (they stay collectable).
     """
-    seq = list(dict.fromkeys(_jobs(jobs, "as_completed")))  # each distinct job once
+    seq = distinct_jobs(jobs, "as_completed")  # each distinct job once
     seconds = _backend.core.seconds(timeout)
     loop = asyncio.get_running_loop()
     deadline = None if seconds < 0 else loop.time() + seconds
@@ -180,7 +181,7 @@ async def _submit(queue: Any, push: Callable[..., Any], *args: Any) -> Any:
 
     def wake() -> None:  # on the thread that freed the room
         if room:
-            _call_soon(loop, _resolve, room[-1])
+            call_soon(loop, resolve, room[-1])
 
     ticket = _backend.core.RoomTicket(wake)
     limit = queue.block_timeout
@@ -211,28 +212,3 @@ def _batch(queue: Any, iterable: Iterable[Item]) -> list[Item]:
     if batch is iterable and queue.max_queue is not None:
         batch = list(batch)
     return batch
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
-    try:
-        loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
-        pass
-
-
-def _jobs(jobs: Iterable[Job[T]], what: str) -> list[Job[T]]:
-    seq = list(jobs)
-    for i, item in enumerate(seq):
-        if not getattr(type(item), "__oddjob_job__", False):
-            raise TypeError(f"{what} takes Jobs, got {type(item).__name__} at index {i}")
-    return seq
-
-
-def _failed(job: Job[Any]) -> bool:
-    # Done, and raised or cancelled; the exception is not marked retrieved by looking.
-    return job._failed()
