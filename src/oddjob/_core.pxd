@@ -16,13 +16,23 @@ cdef extern from "_lock.h":
     long long oj_now_ns() nogil
 
 
-# One queued job: four pointers and a flag, no per-job Python object for
+cdef extern from "_stats.h":
+    # Log-linear latency histograms (see _stats.h) and the clock that feeds them.
+    ctypedef struct oj_hist_t:
+        unsigned long long count
+    void oj_hist_record(oj_hist_t *h, long long ns) noexcept nogil
+    void oj_hist_summary(const oj_hist_t *h, double *out) noexcept nogil
+    long long oj_clock_ns() noexcept nogil
+
+
+# One queued job: four pointers, a time and a flag, no per-job Python object for
 # fire-and-forget work (an async job's fields live on its Job instead).
 cdef struct Slot:
     PyObject *fn        # the callable; NULL for async jobs
     PyObject *args      # args tuple, or the single item when flags & SLOT_ONE_ARG
     PyObject *kwargs    # keyword arguments dict, or NULL when there are none
     PyObject *obj       # an async job's Job (SLOT_JOB), else its Context or NULL
+    long long stamp     # oj_clock_ns() when queued, if this job is timed; else 0
     int flags
 
 
@@ -91,6 +101,7 @@ cdef class Job:
     cdef bint _shared_context  # _context is its batch's: run in a copy of it
     cdef bint _retrieved    # its outcome was read (else a failure is logged at collection)
 
+    cdef bint _cancel(self, bint queued) except -1
     cdef int _wait(self, object timeout) except -1
     cdef bint _listen(self, object listener) except -1
     cdef bint _unwait(self, Waiter waiter) except? -1
@@ -121,6 +132,16 @@ cdef class Queue:
     cdef unsigned long long _serial
     cdef unsigned long long _next_ref
     cdef readonly object name
+    # Stats (mutex held to write and to read): counters kept as jobs move.
+    cdef unsigned long long _submitted, _started, _finished  # _finished: of those started
+    cdef unsigned long long _completed, _failed, _cancelled, _dropped, _rejected
+    cdef unsigned long long _expired, _retried
+    cdef Py_ssize_t _cancelled_waiting  # cancelled jobs still in the ring
+    cdef oj_hist_t *_wait_hist
+    cdef oj_hist_t *_run_hist
+    cdef unsigned long long _pushes
+    cdef unsigned long long _sample_mask  # a push is timed when (_pushes & mask) == 0
+    cdef long long _run_estimate  # moving average of sampled run times (ns)
 
     cdef int _reserve(self, Py_ssize_t extra) noexcept nogil
     cdef inline Slot *_tail(self) noexcept nogil
@@ -138,9 +159,13 @@ cdef class Queue:
     cdef int _wake_line(self) except -1
     cdef list _release_line(self)
     cdef inline object _capture(self)
-    cdef int _fail(self, Job job, object exc) except -1
+    cdef int _fail(self, Job job, object exc, bint started) except -1
+    cdef inline long long _stamp(self) noexcept
+    cdef inline void _fold(self, int outcome, long long wait_ns, long long run_ns) noexcept
+    cdef int _count_rejected(self, Py_ssize_t n) except -1
+    cdef int _tell_full(self, Py_ssize_t n) except -1
     cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
-                             PyObject *obj, int flags) noexcept
+                             PyObject *obj, int flags, long long stamp) noexcept
     cdef inline void _unlock_and_wake(self) noexcept
     cdef int _push(self, object fn, tuple args, dict kwargs, RoomTicket ticket) except -1
     cdef Job _push_async(self, object fn, tuple args, dict kwargs, RoomTicket ticket)

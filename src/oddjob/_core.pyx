@@ -22,7 +22,7 @@ from cpython.contextvars cimport (
     PyContext_Exit,
 )
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.object cimport PyObject
 from cpython.pythread cimport (
     WAIT_LOCK,
@@ -37,6 +37,7 @@ from cpython.pythread cimport (
 )
 from libc.string cimport memcpy, memmove
 
+import logging
 import threading
 from concurrent.futures import CancelledError
 from contextvars import Context
@@ -135,6 +136,11 @@ cdef enum:
     # Free-threaded builds: how long an idle worker spins for work before it sleeps
     # (nanoseconds): some 20 submits' worth, about what one sleep and wake-up costs.
     WORK_SPIN_NS = 3000
+    # The largest run time (ns) one sample adds to the estimate that sets how many jobs
+    # are timed (see _sample_mask_for): above it, every job is timed anyway.
+    RUN_SAMPLE_CAP = 8000
+    # Queue length from which a push's queue wait is sampled at most one in 16 (see _stamp).
+    DEEP_QUEUE = 16
 
 # Slot flags.
 cdef enum:
@@ -207,16 +213,181 @@ cdef inline int _check_callable(object fn) except -1:
     return 0
 
 
+# Imported with the core: a Job collected at interpreter exit can no longer import.
+_log = logging.getLogger("oddjob")
+
+
 cdef object _log_unretrieved(str job, object exc, object tb):
-    import logging
-    logging.getLogger("oddjob").error(
+    _log.error(
         "Job exception was never retrieved: %s", job, exc_info=(type(exc), exc, tb))
 
 
 cdef object _log_callback_error(object job, object callback):
-    import logging
-    logging.getLogger("oddjob").exception(
+    _log.exception(
         "done callback %r of %r raised", callback, job)
+
+
+# ----------------------------------------------------------------------------
+# Telemetry: the events the core emits (oddjob.telemetry attaches the handlers)
+
+cdef enum:
+    EV_JOB_START = 0
+    EV_JOB_STOP = 1
+    EV_JOB_EXCEPTION = 2
+    EV_JOB_CANCELLED = 3
+    EV_JOB_DROPPED = 4
+    EV_QUEUE_FULL = 5
+    # Events that need the job timed (its queue wait and duration).
+    TIMED_EVENTS = (1 << EV_JOB_START) | (1 << EV_JOB_STOP) | (1 << EV_JOB_EXCEPTION)
+
+_EVENT_NAMES = ("job.start", "job.stop", "job.exception", "job.cancelled", "job.dropped",
+                "queue.full")
+CORE_EVENTS = frozenset(_EVENT_NAMES)
+
+# Bit i set: event i has handlers. Read (relaxed) on the hot path: with no handler
+# attached, a job pays this one load and branch.
+cdef Py_ssize_t _event_mask = 0
+# Per event index, a tuple of (handler_id, handler); swapped whole under _event_lock, and
+# read under it on free-threaded builds, so that a reader's tuple is never freed under it.
+cdef tuple _event_handlers = (None,) * len(_EVENT_NAMES)
+cdef object _on_handler_error = None
+cdef oj_lock_t _event_lock
+if oj_lock_init(&_event_lock) != 0:
+    raise MemoryError("cannot initialise a lock")
+
+
+def set_handlers(table, on_error):
+    """Install telemetry handlers: table maps event names to tuples of
+    (handler_id, handler); on_error(handler_id, event, exc) is called when one raises."""
+    if not callable(on_error):
+        raise TypeError(f"on_error must be callable, not {type(on_error).__name__}")
+    handlers = [None] * len(_EVENT_NAMES)
+    cdef Py_ssize_t mask = 0
+    for i, name in enumerate(_EVENT_NAMES):
+        entries = tuple(table.get(name, ()))
+        for entry in entries:
+            if type(entry) is not tuple or len(entry) != 2 or not callable(entry[1]):
+                raise TypeError(f"{name}: handlers must be (handler_id, callable) pairs")
+        if entries:
+            handlers[i] = entries
+            mask |= 1 << i
+    fresh = tuple(handlers)
+    global _event_handlers, _on_handler_error
+    oj_lock(&_event_lock)
+    _old = _event_handlers  # held here, so the swap frees nothing under the lock
+    _old_error = _on_handler_error
+    _event_handlers = fresh
+    _on_handler_error = on_error
+    oj_unlock(&_event_lock)
+    oj_set_size(&_event_mask, mask)
+
+
+cdef inline tuple _handlers_of(int event):
+    cdef tuple table
+    if OJ_FREE_THREADED:
+        oj_lock(&_event_lock)
+        table = _event_handlers
+        oj_unlock(&_event_lock)
+    else:
+        table = _event_handlers
+    return <tuple>table[event]
+
+
+cdef int _emit(int event, dict measurements, dict metadata, bint catch_all) except -1:
+    """Call event's handlers. One that raises is reported to oddjob.telemetry (which
+    detaches it); on a worker (catch_all) even a BaseException must not lose the job."""
+    handlers = _handlers_of(event)
+    if handlers is None:
+        return 0  # detached meanwhile
+    name = _EVENT_NAMES[event]
+    for entry in handlers:
+        try:
+            (<tuple>entry)[1](name, measurements, metadata)
+        except BaseException as exc:
+            if not catch_all and not isinstance(exc, Exception):
+                raise
+            _handler_raised((<tuple>entry)[0], name, exc)
+    return 0
+
+
+cdef object _handler_raised(object handler_id, str name, object exc):
+    oj_lock(&_event_lock)
+    on_error = _on_handler_error
+    oj_unlock(&_event_lock)
+    try:
+        on_error(handler_id, name, exc)
+    except Exception:
+        pass  # telemetry's own report failed (out of memory): the job goes on
+
+
+cdef inline object _seconds_or_none(long long ns):
+    return ns / 1e9 if ns >= 0 else None
+
+
+cdef int _job_event(int event, object pool, object fn, object ref, long long wait_ns,
+                    long long run_ns, object exc) except -1:
+    metadata = {"pool": pool, "function": fn, "ref": ref}
+    if event == EV_JOB_START:
+        measurements = {"queue_wait": _seconds_or_none(wait_ns)}
+    elif event == EV_JOB_STOP or event == EV_JOB_EXCEPTION:
+        measurements = {"duration": _seconds_or_none(run_ns),
+                        "queue_wait": _seconds_or_none(wait_ns)}
+        if exc is not None:
+            metadata["exception"] = exc
+    else:
+        measurements = {}
+    return _emit(event, measurements, metadata,
+                 event == EV_JOB_START or event == EV_JOB_STOP or event == EV_JOB_EXCEPTION)
+
+
+# Stats: how a finished job is counted (Queue._fold).
+cdef enum:
+    OUTCOME_NONE = 0
+    OUTCOME_COMPLETED = 1
+    OUTCOME_FAILED = 2
+
+
+cdef inline unsigned long long _sample_mask_for(long long run_ns) noexcept nogil:
+    # Timing a job costs three clock reads (~50 ns): time every job that runs for a
+    # couple of microseconds or more, and fewer of the shorter ones, so that timing
+    # stays within ~2% of the work (a no-op job: one in 64).
+    if run_ns >= 2000:
+        return 0
+    if run_ns >= 1000:
+        return 1
+    if run_ns >= 500:
+        return 3
+    if run_ns >= 200:
+        return 15
+    return 63
+
+
+@cython.final
+cdef class Histogram:
+    """A latency histogram on its own (the queue keeps two inside): record(ns) and
+    summary() -> (count, mean, p50, p90, p99, max), in seconds."""
+
+    cdef oj_hist_t *_h
+
+    def __cinit__(self):
+        self._h = <oj_hist_t *>PyMem_RawCalloc(1, sizeof(oj_hist_t))
+        if self._h == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        PyMem_RawFree(self._h)
+
+    def record(self, long long ns):
+        oj_hist_record(self._h, ns)
+
+    def summary(self):
+        return _summary(self._h)
+
+
+cdef tuple _summary(oj_hist_t *h):
+    cdef double out[6]
+    oj_hist_summary(h, out)
+    return (<unsigned long long>out[0], out[1], out[2], out[3], out[4], out[5])
 
 
 # ----------------------------------------------------------------------------
@@ -375,8 +546,7 @@ cdef class RoomTicket:
             try:
                 self.wake()
             except Exception:
-                import logging
-                logging.getLogger("oddjob").exception("room ticket wake-up %r raised", self.wake)
+                _log.exception("room ticket wake-up %r raised", self.wake)
         return 0
 
 
@@ -480,17 +650,30 @@ cdef class Job:
 
     def cancel(self):
         """Cancel the job if it is still queued; True if it is (now) cancelled."""
-        cdef Queue q = self._q()
+        self._q()
+        return self._cancel(True)
+
+    cdef bint _cancel(self, bint queued) except -1:
+        # queued: its slot is still in the ring (a worker skips it later), rather than
+        # taken out by close().
+        cdef Queue q = self._queue
         cdef list listeners = None
+        cdef bint now = False
         oj_lock(&q._mutex)
         if self._state == PENDING:
             oj_set_state(&self._state, CANCELLED)
             listeners = self._listeners
             self._listeners = None
+            q._cancelled += 1
+            if queued:
+                q._cancelled_waiting += 1
+            now = True
         elif self._state != CANCELLED:
             oj_unlock(&q._mutex)
             return False
         oj_unlock(&q._mutex)
+        if now and oj_load_size(&_event_mask) & (1 << EV_JOB_CANCELLED):
+            _job_event(EV_JOB_CANCELLED, self.pool, self.function, self.ref, -1, -1, None)
         if listeners is not None:
             escaped = _notify(self, listeners)
             if escaped is not None:
@@ -772,14 +955,22 @@ cdef object _drop(Queue q, Slot *taken, Py_ssize_t n):
     jobs were dropped (async jobs already cancelled do not count). Every job is
     settled even if a done callback raises; the first such exception is raised at
     the end."""
-    cdef Py_ssize_t i, dropped = 0
+    cdef Py_ssize_t i, dropped = 0, plain = 0
     cdef Job job
+    cdef bint tell = oj_load_size(&_event_mask) & (1 << EV_JOB_CANCELLED)
     escaped = None
     if taken == NULL:
         return 0
     for i in range(n):
         if not taken[i].flags & SLOT_JOB:
-            dropped += 1
+            plain += 1
+            if tell and q._broken is None:
+                try:
+                    _job_event(EV_JOB_CANCELLED, q.name, <object>taken[i].fn, None, -1, -1,
+                               None)
+                except BaseException as exc:
+                    if escaped is None:
+                        escaped = exc
             continue
         oj_track(taken[i].obj)
         job = <Job>taken[i].obj
@@ -787,14 +978,22 @@ cdef object _drop(Queue q, Slot *taken, Py_ssize_t n):
             if oj_load_state(&job._state) != PENDING:
                 continue
             if q._broken is not None:
-                q._fail(job, _closed_error(q))
+                q._fail(job, _closed_error(q), False)
                 dropped += 1
-            elif job.cancel():
+            elif job._cancel(False):
                 dropped += 1
         except BaseException as exc:
             dropped += 1
             if escaped is None:
                 escaped = exc
+    # Fire-and-forget jobs have no Job to count them: cancelled, or failed with the pool.
+    oj_lock(&q._mutex)
+    if q._broken is not None:
+        q._failed += plain
+    else:
+        q._cancelled += plain
+    oj_unlock(&q._mutex)
+    dropped += plain
     for i in range(n):
         _xdecref(taken[i].fn)
         _xdecref(taken[i].args)
@@ -848,7 +1047,10 @@ cdef class Queue:
         oj_unlock(&_serial_lock)
         self._slots = <Slot *>PyMem_RawMalloc(INITIAL_CAPACITY * sizeof(Slot))
         self._idle = <PyObject **>PyMem_RawMalloc(8 * sizeof(PyObject *))
-        if self._slots == NULL or self._idle == NULL:
+        self._wait_hist = <oj_hist_t *>PyMem_RawCalloc(1, sizeof(oj_hist_t))
+        self._run_hist = <oj_hist_t *>PyMem_RawCalloc(1, sizeof(oj_hist_t))
+        if (self._slots == NULL or self._idle == NULL or self._wait_hist == NULL
+                or self._run_hist == NULL):
             raise MemoryError()
         self._cap = INITIAL_CAPACITY
         self._idle_cap = 8
@@ -872,6 +1074,8 @@ cdef class Queue:
             for i in range(self._idle_count):
                 _decref(self._idle[i])
             PyMem_RawFree(self._idle)
+        PyMem_RawFree(self._wait_hist)
+        PyMem_RawFree(self._run_hist)
 
     # -- ring buffer (call with the mutex held) --------------------------------
 
@@ -991,7 +1195,9 @@ cdef class Queue:
         cdef int got
         cdef bint checked = False
         if n > self._max:
+            self._rejected += n
             oj_unlock(&self._mutex)
+            self._tell_full(n)
             raise QueueFullError(
                 f"pool {self.name!r}: a batch of {n} jobs can never fit in its queue "
                 f"(max_queue={self._max})")
@@ -1008,7 +1214,9 @@ cdef class Queue:
                     mine.queued = mine.signalled = False
                 return 1
             if self._raise_when_full:
+                self._rejected += n
                 oj_unlock(&self._mutex)
+                self._tell_full(n)
                 raise QueueFullError(
                     f"pool {self.name!r} is full: {self._count} jobs queued "
                     f"(max_queue={self._max}, on_full='raise')")
@@ -1016,7 +1224,9 @@ cdef class Queue:
                 # About to wait (a blocked thread, or an oddjob.aio ticket joining the
                 # line): first the checks and allocations, without the mutex.
                 oj_unlock(&self._mutex)
+                self._tell_full(n)
                 if getattr(_locals, "worker_of", None) is self:
+                    self._count_rejected(n)
                     raise QueueFullError(
                         f"pool {self.name!r} is full and this job runs on one of its own "
                         "workers: waiting for room could deadlock the pool")
@@ -1053,11 +1263,26 @@ cdef class Queue:
             # mine is still in line here (only close() empties it), so _line[0] exists.
             if not got and not (self._count + n <= self._max and self._line[0] is mine):
                 self._leave_line(mine)
+                self._rejected += n
                 oj_unlock(&self._mutex)
                 self._wake_line()  # one behind it may fit
                 raise QueueFullError(
                     f"pool {self.name!r} stayed full for block_timeout="
                     f"{self._block_timeout} seconds (max_queue={self._max})")
+
+    cdef int _count_rejected(self, Py_ssize_t n) except -1:
+        oj_lock(&self._mutex)
+        self._rejected += n
+        oj_unlock(&self._mutex)
+        return 0
+
+    cdef int _tell_full(self, Py_ssize_t n) except -1:
+        # Without the mutex: a submit found the queue full (it waits, or is refused).
+        if not oj_load_size(&_event_mask) & (1 << EV_QUEUE_FULL):
+            return 0
+        return _emit(EV_QUEUE_FULL,
+                     {"queued": oj_load_size(&self._count), "max_queue": self._max, "jobs": n},
+                     {"pool": self.name, "on_full": self.on_full}, False)
 
     cdef void _leave_line(self, RoomTicket ticket) noexcept:
         # Mutex held: take ticket out of the line (if it is in it).
@@ -1094,14 +1319,46 @@ cdef class Queue:
         oj_unlock(&self._mutex)
         self._wake_line()
 
+    cdef inline long long _stamp(self) noexcept:
+        # Mutex held: the time this push's jobs are queued, if their queue wait is to be
+        # measured (see _sample_mask_for; every job while a handler wants timings), else
+        # 0. Behind a deep queue, at most one push in 16: consecutive jobs there wait
+        # alike, and a burst of pushes into a fresh pool comes before any run time is known.
+        cdef unsigned long long pushes = self._pushes
+        cdef unsigned long long mask = self._sample_mask
+        self._pushes = pushes + 1
+        if self._count >= DEEP_QUEUE:
+            mask |= 15
+        if (pushes & mask) == 0 or oj_load_size(&_event_mask) & TIMED_EVENTS:
+            return oj_clock_ns()
+        return 0
+
+    cdef inline void _fold(self, int outcome, long long wait_ns, long long run_ns) noexcept:
+        # Mutex held: count a job that ran and finished; times < 0 were not measured.
+        self._finished += 1
+        if outcome == OUTCOME_COMPLETED:
+            self._completed += 1
+        else:
+            self._failed += 1
+        if wait_ns >= 0:
+            oj_hist_record(self._wait_hist, wait_ns)
+        if run_ns >= 0:
+            oj_hist_record(self._run_hist, run_ns)
+            # A moving average, each sample capped: one job that lost the GIL midway
+            # must not have every job timed for a while.
+            self._run_estimate += ((run_ns if run_ns < RUN_SAMPLE_CAP else RUN_SAMPLE_CAP)
+                                   - self._run_estimate) // 8
+            self._sample_mask = _sample_mask_for(self._run_estimate)
+
     cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
-                             PyObject *obj, int flags) noexcept:
+                             PyObject *obj, int flags, long long stamp) noexcept:
         # Mutex held, room reserved: the slot takes its own references.
         cdef Slot *s = self._tail()
         s.fn = fn
         s.args = args
         s.kwargs = kwargs
         s.obj = obj
+        s.stamp = stamp
         s.flags = flags
         _xincref(fn)
         _xincref(args)
@@ -1110,6 +1367,7 @@ cdef class Queue:
         if flags & SLOT_JOB:
             self._next_ref += 1
             (<Job>obj)._ref = self._next_ref
+        self._submitted += 1
         oj_set_size(&self._count, self._count + 1)
 
     cdef inline void _unlock_and_wake(self) noexcept:
@@ -1133,7 +1391,7 @@ cdef class Queue:
         cdef int lined = self._lock_for(1, ticket, False)
         self._append(<PyObject *>fn, <PyObject *>args,
                      <PyObject *>kwargs if kwargs else NULL,
-                     <PyObject *>context if context is not None else NULL, 0)
+                     <PyObject *>context if context is not None else NULL, 0, self._stamp())
         self._unlock_and_wake()
         if lined:
             self._wake_line()
@@ -1148,7 +1406,7 @@ cdef class Queue:
         self._append(<PyObject *>fn, <PyObject *>args,
                      <PyObject *>kwargs if kwargs else NULL,
                      <PyObject *>context if context is not None else NULL,
-                     SLOT_SHARED_CONTEXT)
+                     SLOT_SHARED_CONTEXT, self._stamp())
         self._unlock_and_wake()
 
     def push_many(self, fn, items, RoomTicket ticket=None):
@@ -1164,6 +1422,7 @@ cdef class Queue:
                         object context) except -1:
         cdef Py_ssize_t i, n
         cdef int lined
+        cdef long long stamp
         _check_callable(fn)
         cdef list batch = items if type(items) is list else list(items)
         if batch is items and (OJ_FREE_THREADED or self._max >= 0):
@@ -1179,10 +1438,11 @@ cdef class Queue:
         oj_lock(&self._mutex)
         n = len(batch)
         lined = self._room(n, ticket, force)
+        stamp = self._stamp()
         for i in range(n):
             self._append(<PyObject *>fn, <PyObject *>batch[i], NULL,
                          <PyObject *>context if context is not None else NULL,
-                         SLOT_ONE_ARG | SLOT_SHARED_CONTEXT)
+                         SLOT_ONE_ARG | SLOT_SHARED_CONTEXT, stamp)
         self._unlock_and_wake()
         if lined:
             self._wake_line()
@@ -1198,7 +1458,7 @@ cdef class Queue:
             fn, args, kwargs if kwargs else None, _current_owner(), False,
             self._capture(), False)
         cdef int lined = self._lock_for(1, ticket, False)
-        self._append(NULL, NULL, NULL, <PyObject *>job, SLOT_JOB)
+        self._append(NULL, NULL, NULL, <PyObject *>job, SLOT_JOB, self._stamp())
         self._unlock_and_wake()
         if lined:
             self._wake_line()
@@ -1208,6 +1468,7 @@ cdef class Queue:
         """Queue fn(item) for each item as one batch; their Jobs in input order."""
         cdef Py_ssize_t i
         cdef int lined
+        cdef long long stamp
         _check_callable(fn)
         cdef list batch = items if type(items) is list else list(items)
         if OJ_FREE_THREADED and batch is items:
@@ -1220,8 +1481,9 @@ cdef class Queue:
         if not jobs:
             return jobs
         lined = self._lock_for(len(jobs), ticket, False)
+        stamp = self._stamp()
         for i in range(len(jobs)):
-            self._append(NULL, NULL, NULL, <PyObject *>jobs[i], SLOT_JOB)
+            self._append(NULL, NULL, NULL, <PyObject *>jobs[i], SLOT_JOB, stamp)
         self._unlock_and_wake()
         if lined:
             self._wake_line()
@@ -1242,20 +1504,33 @@ cdef class Queue:
         not an Exception crashes the worker too, unreported (reported is False).
 
         Holds the GIL from one job to the next while work is queued; waits with
-        the GIL released on the worker's own semaphore when there is none."""
+        the GIL released on the worker's own semaphore when there is none. Counts
+        each job in the queue's stats under the mutex it takes anyway: a
+        fire-and-forget job when the worker comes back for the next one."""
         cdef Slot s
         cdef PyObject *idle
         cdef Job job
         cdef list listeners
         cdef bint run
         cdef bint crash
+        cdef bint dropped
         # True from the start of a spin until a job is taken or the worker sleeps; at
         # the top of the loop, only right after that spin: it holds the spinner's place.
         cdef bint spun = False
         cdef bint line
+        cdef Py_ssize_t events = 0  # _event_mask as this job started
+        cdef bint timed, slow
+        cdef long long started_ns = 0
+        # The last fire-and-forget job's outcome and times (< 0: not measured), counted
+        # at the top of the loop.
+        cdef int outcome = OUTCOME_NONE
+        cdef long long wait_ns = -1, run_ns = -1
         _locals.worker_of = self  # a job here that submits to its own full queue must not wait
         while True:
             oj_lock(&self._mutex)
+            if outcome != OUTCOME_NONE:
+                self._fold(outcome, wait_ns, run_ns)
+                outcome = OUTCOME_NONE
             if spun:
                 self._spinning = False
             if worker._retired or (self._count == 0 and self._closed):
@@ -1298,26 +1573,35 @@ cdef class Queue:
             line = self._line_len != 0
             listeners = None
             run = True
+            dropped = False
             if s.flags & SLOT_JOB:
                 job = <Job>s.obj
                 if job._state != PENDING:
                     run = False  # cancelled while queued
+                    self._cancelled_waiting -= 1
                 elif not oj_load_flag(&job._owner_token._alive):
                     # Linked to a thread that died before the job started: drop it.
                     oj_set_state(&job._state, CANCELLED)
                     listeners = job._listeners
                     job._listeners = None
                     run = False
+                    dropped = True
+                    self._dropped += 1
                 else:
                     oj_set_state(&job._state, RUNNING)
                     worker._job = s.obj  # borrowed: the local job holds it until cleared
             if run:
                 oj_set_size(&worker._jobs_run, worker._jobs_run + 1)
+                self._started += 1
+            slow = self._sample_mask == 0  # jobs here are long enough to time every one
             oj_unlock(&self._mutex)
             if idle != NULL:
                 _wake(idle)
             if line:
                 self._wake_line()  # a slot came free: the first submitter in line may fit
+            events = oj_load_size(&_event_mask)
+            timed = s.stamp != 0 or slow or events & TIMED_EVENTS
+            wait_ns = run_ns = -1
 
             if not s.flags & SLOT_JOB:
                 fn = <object>s.fn
@@ -1335,31 +1619,56 @@ cdef class Queue:
                     if s.flags & SLOT_SHARED_CONTEXT:
                         context = PyContext_Copy(context)
                     PyContext_Enter(context)
+                error = None
                 try:
-                    if s.flags & SLOT_ONE_ARG:
-                        fn(args)
-                    elif kwargs is None:
-                        fn(*args)
+                    if timed:
+                        started_ns = oj_clock_ns()
+                        if s.stamp:
+                            wait_ns = started_ns - s.stamp
+                    if events & (1 << EV_JOB_START):
+                        _job_event(EV_JOB_START, self.name, fn, None, wait_ns, -1, None)
+                    try:
+                        if s.flags & SLOT_ONE_ARG:
+                            fn(args)
+                        elif kwargs is None:
+                            fn(*args)
+                        else:
+                            fn(*args, **kwargs)
+                    except BaseException as exc:
+                        error = exc
+                    if timed:
+                        run_ns = oj_clock_ns() - started_ns
+                    if error is None:
+                        outcome = OUTCOME_COMPLETED
+                        if events & (1 << EV_JOB_STOP):
+                            _job_event(EV_JOB_STOP, self.name, fn, None, wait_ns, run_ns, None)
                     else:
-                        fn(*args, **kwargs)
-                except BaseException as exc:
-                    # Nobody awaits a fire-and-forget job: its failure is logged here.
-                    crash = restart_on_error or not isinstance(exc, Exception)
-                    log_job_error(self.name, fn,
-                                  (args,) if s.flags & SLOT_ONE_ARG else args, kwargs, exc,
-                                  note=_REPLACING if crash else "")
-                    if crash:
-                        return (exc, fn, True)
+                        # Nobody awaits a fire-and-forget job: its failure is logged here.
+                        outcome = OUTCOME_FAILED
+                        if events & (1 << EV_JOB_EXCEPTION):
+                            _job_event(EV_JOB_EXCEPTION, self.name, fn, None, wait_ns, run_ns,
+                                       error)
+                        crash = restart_on_error or not isinstance(error, Exception)
+                        log_job_error(self.name, fn,
+                                      (args,) if s.flags & SLOT_ONE_ARG else args, kwargs,
+                                      error, note=_REPLACING if crash else "")
+                        if crash:
+                            oj_lock(&self._mutex)
+                            self._fold(outcome, wait_ns, run_ns)
+                            oj_unlock(&self._mutex)
+                            return (error, fn, True)
                 finally:
                     if context is not None:
                         PyContext_Exit(context)
                     # Drop the job's references now, not when the next job arrives.
-                    fn = args = kwargs = context = None
+                    fn = args = kwargs = context = error = None
                 continue
 
             oj_track(s.obj)
             _decref(s.obj)
             if not run:
+                if dropped and events & (1 << EV_JOB_DROPPED):
+                    _job_event(EV_JOB_DROPPED, self.name, job.function, job.ref, -1, -1, None)
                 if listeners is not None:
                     escaped = _notify(job, listeners)
                     if escaped is not None:  # a done callback raised SystemExit & co
@@ -1372,26 +1681,49 @@ cdef class Queue:
                 if job._shared_context:
                     context = PyContext_Copy(context)
                 PyContext_Enter(context)
+            error = result = None
             try:
-                if job._one_arg:
-                    result = job.function(job._args)
-                elif job._kwargs is None:
-                    result = job.function(*<tuple>job._args)
-                else:
-                    result = job.function(*<tuple>job._args, **job._kwargs)
-            except BaseException as exc:
+                if timed:
+                    started_ns = oj_clock_ns()
+                    if s.stamp:
+                        wait_ns = started_ns - s.stamp
+                if events & (1 << EV_JOB_START):
+                    _job_event(EV_JOB_START, self.name, job.function, job.ref, wait_ns, -1,
+                               None)
+                try:
+                    if job._one_arg:
+                        result = job.function(job._args)
+                    elif job._kwargs is None:
+                        result = job.function(*<tuple>job._args)
+                    else:
+                        result = job.function(*<tuple>job._args, **job._kwargs)
+                except BaseException as exc:
+                    error = exc
+                if timed:
+                    run_ns = oj_clock_ns() - started_ns
+                # Before the result is published: whoever awaits it sees the event done.
+                if error is None:
+                    if events & (1 << EV_JOB_STOP):
+                        _job_event(EV_JOB_STOP, self.name, job.function, job.ref, wait_ns,
+                                   run_ns, None)
+                elif events & (1 << EV_JOB_EXCEPTION):
+                    _job_event(EV_JOB_EXCEPTION, self.name, job.function, job.ref, wait_ns,
+                               run_ns, error)
+            finally:
                 if context is not None:
                     PyContext_Exit(context)
                     context = None
-                crash = restart_on_error or not isinstance(exc, Exception)
-                tb = exc.__traceback__
+            if error is not None:
+                crash = restart_on_error or not isinstance(error, Exception)
+                tb = error.__traceback__
                 oj_lock(&self._mutex)
-                job._exception = exc
+                job._exception = error
                 job._result = tb  # see _outcome
                 oj_set_state(&job._state, FINISHED)  # after what it publishes
                 listeners = job._listeners
                 job._listeners = None
                 worker._job = NULL
+                self._fold(OUTCOME_FAILED, wait_ns, run_ns)
                 oj_unlock(&self._mutex)
                 tb = None  # the Job holds it: the idle worker must not keep it alive
                 if listeners is not None:
@@ -1399,18 +1731,16 @@ cdef class Queue:
                     if escaped is not None:
                         return (escaped, job.function, False)
                 if crash:
-                    return (exc, job.function, True)
-                job = listeners = None
+                    return (error, job.function, True)
+                job = listeners = error = None
                 continue
-            if context is not None:
-                PyContext_Exit(context)
-                context = None
             oj_lock(&self._mutex)
             job._result = result
             oj_set_state(&job._state, FINISHED)  # after what it publishes
             listeners = job._listeners
             job._listeners = None
             worker._job = NULL
+            self._fold(OUTCOME_COMPLETED, wait_ns, run_ns)
             oj_unlock(&self._mutex)
             result = None
             if listeners is not None:
@@ -1419,10 +1749,10 @@ cdef class Queue:
                     return (escaped, job.function, False)
             job = listeners = None
 
-    cdef int _fail(self, Job job, object exc) except -1:
-        """Finish a queued or running job with exc (its worker is gone, or the pool
-        broke); its waiters are released and its callbacks run. 1 if it was failed
-        here, 0 if it had finished already."""
+    cdef int _fail(self, Job job, object exc, bint started) except -1:
+        """Finish a queued or running (started) job with exc (its worker is gone, or
+        the pool broke); its waiters are released and its callbacks run. 1 if it was
+        failed here, 0 if it had finished already."""
         cdef list listeners
         tb = exc.__traceback__
         oj_lock(&self._mutex)
@@ -1434,6 +1764,9 @@ cdef class Queue:
         oj_set_state(&job._state, FINISHED)
         listeners = job._listeners
         job._listeners = None
+        if started:
+            self._finished += 1
+        self._failed += 1
         oj_unlock(&self._mutex)
         if listeners is not None:
             escaped = _notify(job, listeners)
@@ -1454,7 +1787,7 @@ cdef class Queue:
         oj_unlock(&self._mutex)
         if job is None:
             return False
-        return self._fail(job, exc) == 1
+        return self._fail(job, exc, True) == 1
 
     cdef void _shrink(self) noexcept nogil:
         # Only called with an empty ring, so nothing needs copying.
@@ -1486,6 +1819,7 @@ cdef class Queue:
             self._broken = broken  # replaces None: frees nothing under the mutex
         if (cancel_pending or self._broken is not None) and self._count:
             taken = self._take_all(&n)
+            self._cancelled_waiting = 0  # out of the ring with the rest
         idle = self._detach_idle(&n_idle, True)
         line = self._release_line()
         oj_unlock(&self._mutex)
@@ -1569,6 +1903,7 @@ cdef class Queue:
         oj_set_flag(&self._closed, True)
         if self._count:
             taken = self._take_all(&n)
+            self._cancelled_waiting = 0
         idle = self._detach_idle(&n_idle, False)
         self._release_line()  # its submitters were threads that did not survive the fork
         oj_unlock(&self._mutex)
@@ -1602,6 +1937,32 @@ cdef class Queue:
     def waiting(self):
         """Submitters waiting for room (blocked threads and oddjob.aio tickets)."""
         return oj_load_size(&self._line_len)
+
+    def stats(self):
+        """(queued, running, submitted, started, completed, failed, cancelled, dropped,
+        expired, retried, rejected, queue_wait, run_time), the latencies each
+        (count, mean, p50, p90, p99, max) in seconds: counters, not a walk of the queue."""
+        cdef double wait[6]
+        cdef double run[6]
+        cdef unsigned long long c[11]
+        oj_lock(&self._mutex)  # copied out first: no Python object is made under it
+        c[0] = self._count - self._cancelled_waiting
+        c[1] = self._started - self._finished
+        c[2] = self._submitted
+        c[3] = self._started
+        c[4] = self._completed
+        c[5] = self._failed
+        c[6] = self._cancelled
+        c[7] = self._dropped
+        c[8] = self._expired
+        c[9] = self._retried
+        c[10] = self._rejected
+        oj_hist_summary(self._wait_hist, wait)
+        oj_hist_summary(self._run_hist, run)
+        oj_unlock(&self._mutex)
+        return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10],
+                (<unsigned long long>wait[0], wait[1], wait[2], wait[3], wait[4], wait[5]),
+                (<unsigned long long>run[0], run[1], run[2], run[3], run[4], run[5]))
 
     def __len__(self):
         """Number of queued jobs (cancelled async jobs count until a worker skips them)."""

@@ -11,11 +11,12 @@ of its Jobs. A thread that has to block does so on a lock of its own, held from 
 released once per wake-up: an idle Worker on its wake lock, a thread waiting for a Job on
 its Waiter. Nothing polls or sleeps.
 
-A slot is a plain tuple ``(fn, args, kwargs, job, one_arg, context)``: kwargs is None when
-there are none; one_arg marks a push_many item stored as is in place of an args tuple,
-called as ``fn(item)``; job is the Job of an async job (whose fn, args and kwargs are the
-Job's own) and None for fire-and-forget work; context is the submitter's
-contextvars.Context, each job running in a copy of it, or None (the worker's context).
+A slot is a plain tuple ``(fn, args, kwargs, job, one_arg, context, stamp)``: kwargs is
+None when there are none; one_arg marks a push_many item stored as is in place of an args
+tuple, called as ``fn(item)``; job is the Job of an async job (whose fn, args and kwargs
+are the Job's own) and None for fire-and-forget work; context is the submitter's
+contextvars.Context, each job running in a copy of it, or None (the worker's context);
+stamp is time.monotonic_ns() when it was queued if the job is timed for the stats, else 0.
 
 Unlike C, Python runs signal handlers between bytecodes, so the waits of the main thread
 are interruptible: Ctrl-C there raises KeyboardInterrupt out of Job.result() (and out of
@@ -37,16 +38,19 @@ from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import CancelledError
 from datetime import timedelta
 from itertools import repeat
-from time import monotonic
+from time import monotonic, monotonic_ns
 from types import TracebackType
 from typing import Any, Final, Generic, TypeAlias, TypeVar, final
 
 from oddjob._errors import PoolBrokenError, PoolNotFoundError, QueueFullError, _NoRoom
 from oddjob._failures import log_job_error
+from oddjob._histogram import Histogram, Summary
 
 __all__ = [
+    "CORE_EVENTS",
     "IMPLEMENTATION",
     "Dispatcher",
+    "Histogram",
     "Job",
     "Owner",
     "Queue",
@@ -55,6 +59,7 @@ __all__ = [
     "Worker",
     "current_owner",
     "seconds",
+    "set_handlers",
     "wait_many",
 ]
 
@@ -76,6 +81,131 @@ _serials = itertools.count(1)
 _serials_lock = threading.Lock()  # next() on a shared count: atomic only under the GIL
 _log = logging.getLogger("oddjob")
 _REPLACING: Final = "; replacing its worker"
+
+
+# ----------------------------------------------------------------------------
+# Telemetry: the events the core emits (oddjob.telemetry attaches the handlers)
+
+_EVENT_NAMES: Final = (
+    "job.start",
+    "job.stop",
+    "job.exception",
+    "job.cancelled",
+    "job.dropped",
+    "queue.full",
+)
+_JOB_START, _JOB_STOP, _JOB_EXCEPTION, _JOB_CANCELLED, _JOB_DROPPED, _QUEUE_FULL = range(6)
+CORE_EVENTS: Final = frozenset(_EVENT_NAMES)
+# Events that need the job timed (its queue wait and duration).
+_TIMED_EVENTS: Final = (1 << _JOB_START) | (1 << _JOB_STOP) | (1 << _JOB_EXCEPTION)
+
+_Handlers: TypeAlias = tuple[
+    tuple[object, Callable[[str, dict[str, Any], dict[str, Any]], object]], ...
+]
+# Bit i set: event i has handlers; with none attached, a job pays one test of this.
+_event_mask = 0
+# Per event index, its (handler_id, handler) pairs or None; replaced whole.
+_event_handlers: tuple[_Handlers | None, ...] = (None,) * len(_EVENT_NAMES)
+_on_handler_error: Callable[[object, str, BaseException], object] | None = None
+
+
+def set_handlers(
+    table: dict[str, _Handlers], on_error: Callable[[object, str, BaseException], object]
+) -> None:
+    """Install telemetry handlers: table maps event names to tuples of
+    (handler_id, handler); on_error(handler_id, event, exc) is called when one raises."""
+    global _event_mask, _event_handlers, _on_handler_error
+    if not callable(on_error):
+        raise TypeError(f"on_error must be callable, not {type(on_error).__name__}")
+    handlers: list[_Handlers | None] = [None] * len(_EVENT_NAMES)
+    mask = 0
+    for i, name in enumerate(_EVENT_NAMES):
+        entries = tuple(table.get(name, ()))
+        for entry in entries:
+            if type(entry) is not tuple or len(entry) != 2 or not callable(entry[1]):
+                raise TypeError(f"{name}: handlers must be (handler_id, callable) pairs")
+        if entries:
+            handlers[i] = entries
+            mask |= 1 << i
+    _event_handlers = tuple(handlers)
+    _on_handler_error = on_error
+    _event_mask = mask
+
+
+def _emit(
+    event: int, measurements: dict[str, Any], metadata: dict[str, Any], catch_all: bool
+) -> None:
+    """Call event's handlers. One that raises is reported to oddjob.telemetry (which
+    detaches it); on a worker (catch_all) even a BaseException must not lose the job."""
+    handlers = _event_handlers[event]
+    if handlers is None:
+        return  # detached meanwhile
+    name = _EVENT_NAMES[event]
+    for handler_id, handler in handlers:
+        try:
+            handler(name, measurements, metadata)
+        except BaseException as exc:
+            if not catch_all and not isinstance(exc, Exception):
+                raise
+            on_error = _on_handler_error
+            try:
+                if on_error is not None:
+                    on_error(handler_id, name, exc)
+            except Exception:
+                pass  # telemetry's own report failed (out of memory): the job goes on
+
+
+def _seconds_or_none(ns: int) -> float | None:
+    return ns / 1e9 if ns >= 0 else None
+
+
+def _job_event(
+    event: int,
+    pool: str,
+    fn: object,
+    ref: int | None,
+    wait_ns: int = -1,
+    run_ns: int = -1,
+    exc: BaseException | None = None,
+) -> None:
+    metadata: dict[str, Any] = {"pool": pool, "function": fn, "ref": ref}
+    measurements: dict[str, Any]
+    if event == _JOB_START:
+        measurements = {"queue_wait": _seconds_or_none(wait_ns)}
+    elif event in (_JOB_STOP, _JOB_EXCEPTION):
+        measurements = {
+            "duration": _seconds_or_none(run_ns),
+            "queue_wait": _seconds_or_none(wait_ns),
+        }
+        if exc is not None:
+            metadata["exception"] = exc
+    else:
+        measurements = {}
+    _emit(event, measurements, metadata, event in (_JOB_START, _JOB_STOP, _JOB_EXCEPTION))
+
+
+# Stats: how a finished job is counted (Queue._fold).
+_COMPLETED: Final = 1
+_FAILED: Final = 2
+# The largest run time (ns) one sample adds to the estimate that sets how many jobs are
+# timed (see _sample_mask_for): above it, every job is timed anyway.
+_RUN_SAMPLE_CAP: Final = 8000
+# Queue length from which a push's queue wait is sampled at most one in 16 (see Queue._stamp).
+_DEEP_QUEUE: Final = 16
+
+
+def _sample_mask_for(run_ns: int) -> int:
+    # As the compiled core: time every job that runs for a couple of microseconds or
+    # more, fewer of the shorter ones (timing a no-op job would cost more than the job).
+    if run_ns >= 2000:
+        return 0
+    if run_ns >= 1000:
+        return 1
+    if run_ns >= 500:
+        return 3
+    if run_ns >= 200:
+        return 15
+    return 63
 
 
 # ----------------------------------------------------------------------------
@@ -416,13 +546,25 @@ class Job(Generic[_T]):
 
     def cancel(self) -> bool:
         """Cancel the job if it is still queued; True if it is (now) cancelled."""
+        return self._cancel(self._q(), True)
+
+    def _cancel(self, queue: Queue, queued: bool) -> bool:
+        # queued: its slot is still in the deque (a worker skips it later), rather than
+        # taken out by close().
         listeners = None
-        with self._q()._lock:
+        now = False
+        with queue._lock:
             if self._state == _PENDING:
                 self._state = _CANCELLED
                 listeners, self._listeners = self._listeners, None
+                queue._cancelled += 1
+                if queued:
+                    queue._cancelled_waiting += 1
+                now = True
             elif self._state != _CANCELLED:
                 return False
+        if now and _event_mask & (1 << _JOB_CANCELLED):
+            _job_event(_JOB_CANCELLED, self._pool, self._function, self._ref)
         if listeners is not None:
             escaped = _notify(self, listeners)
             if escaped is not None:
@@ -621,7 +763,7 @@ def wait_many(jobs: Iterable[Job[Any]], timeout: float | timedelta | None = 5.0)
 # ----------------------------------------------------------------------------
 # The queue
 
-# (fn, args, kwargs, job, one_arg, context): see the module docstring.
+# (fn, args, kwargs, job, one_arg, context, stamp): see the module docstring.
 _Slot: TypeAlias = tuple[
     Callable[..., Any],
     Any,
@@ -629,13 +771,14 @@ _Slot: TypeAlias = tuple[
     Job[Any] | None,
     bool,
     contextvars.Context | None,
+    int,
 ]
 _Crash: TypeAlias = tuple[BaseException, Callable[..., Any], bool]
 _Queued: TypeAlias = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Job[Any] | None]
 
 
 def _without_this_frame(exc: BaseException) -> BaseException:
-    # The traceback of a job's exception starts at Queue.work, where it was caught: drop
+    # The traceback of a job's exception starts at Queue._run_job, where it was caught: drop
     # that frame, so that the traceback shows the job alone (as the compiled core's does)
     # and holds nothing of the worker loop's state.
     tb = exc.__traceback__
@@ -650,23 +793,33 @@ def _drop(queue: Queue, taken: list[_Slot]) -> int:
     # raising SystemExit or the like must not leave the rest pending for ever.
     # Returns how many were dropped: async jobs already cancelled do not count.
     error: BaseException | None = None
-    dropped = 0
-    for _fn, _args, _kwargs, job, _one_arg, _context in taken:
-        if job is None:
-            dropped += 1
-            continue
+    dropped = plain = 0
+    tell = _event_mask & (1 << _JOB_CANCELLED) and queue._broken is None
+    for fn, _args, _kwargs, job, _one_arg, _context, _stamp in taken:
         try:
+            if job is None:
+                plain += 1
+                if tell:
+                    _job_event(_JOB_CANCELLED, queue._name, fn, None)
+                continue
             if job._state != _PENDING:
                 continue
             if queue._broken is not None:
-                queue._fail(job, _closed_error(queue))
+                queue._fail(job, _closed_error(queue), False)
                 dropped += 1
-            elif job.cancel():
+            elif job._cancel(queue, False):
                 dropped += 1
         except BaseException as exc:
             dropped += 1
             if error is None:
                 error = exc
+    # Fire-and-forget jobs have no Job to count them: cancelled, or failed with the pool.
+    with queue._lock:
+        if queue._broken is not None:
+            queue._failed += plain
+        else:
+            queue._cancelled += plain
+    dropped += plain
     if error is not None:
         raise error
     return dropped
@@ -693,17 +846,33 @@ class Queue:
     __slots__ = (
         "_block_timeout",
         "_broken",
+        "_cancelled",
+        "_cancelled_waiting",
         "_closed",
+        "_completed",
         "_copy_context",
+        "_dropped",
+        "_expired",
+        "_failed",
+        "_finished",
         "_idle",
         "_line",
         "_lock",
         "_max",
         "_name",
         "_next_ref",
+        "_pushes",
         "_raise_when_full",
+        "_rejected",
+        "_retried",
+        "_run_estimate",
+        "_run_hist",
+        "_sample_mask",
         "_serial",
         "_slots",
+        "_started",
+        "_submitted",
+        "_wait_hist",
     )
 
     def __init__(
@@ -734,6 +903,17 @@ class Queue:
         self._line: deque[RoomTicket] = deque()
         self._closed = False
         self._broken: BaseException | None = None
+        # Stats (under the lock): counters kept as jobs move; _finished counts the jobs
+        # that started and finished, _cancelled_waiting cancelled ones still queued.
+        self._submitted = self._started = self._finished = 0
+        self._completed = self._failed = self._cancelled = self._dropped = 0
+        self._rejected = self._expired = self._retried = 0
+        self._cancelled_waiting = 0
+        self._wait_hist = Histogram()
+        self._run_hist = Histogram()
+        self._pushes = 0
+        self._sample_mask = 0  # a push is timed when (_pushes & mask) == 0
+        self._run_estimate = 0  # moving average of sampled run times (ns)
 
     @property
     def name(self) -> str:
@@ -777,23 +957,28 @@ class Queue:
         # Taken now, under the lock: _unpark may give the worker a new one.
         return worker._wake
 
-    def _room(self, n: int, ticket: RoomTicket | None, force: bool = False) -> bool:
+    def _room(self, n: int, ticket: RoomTicket | None, force: bool, full: list[int]) -> bool:
         """Lock held: raise if closed; in a bounded queue, wait (or raise) until n more
         jobs fit and this submitter is first in line (see the compiled core's
         _wait_for_room). Returns True if the submitter came through the line: it
-        calls _wake_line() once its jobs are in. The lock is held on return and on raise."""
+        calls _wake_line() once its jobs are in. The lock is held on return and on raise.
+        A submit that finds the queue full and does not wait appends n to full, for the
+        caller to emit queue.full once the lock is free; one that waits emits it itself."""
         if self._closed:
             raise _closed_error(self)
         limit = self._max
         if limit < 0 or force or (len(self._slots) + n <= limit and not self._line):
             return False
         if n > limit:
+            self._rejected += n
+            full.append(n)
             raise QueueFullError(
                 f"pool {self._name!r}: a batch of {n} jobs can never fit in its queue "
                 f"(max_queue={limit})"
             )
         mine = ticket
         deadline = 0.0
+        told = ticket is not None and ticket._queued  # an oddjob.aio ticket told already
         while True:
             if self._closed:
                 self._leave_line(mine)
@@ -805,12 +990,16 @@ class Queue:
                     mine._queued = mine._signalled = False
                 return True
             if self._raise_when_full:
+                self._rejected += n
+                full.append(n)
                 raise QueueFullError(
                     f"pool {self._name!r} is full: {len(self._slots)} jobs queued "
                     f"(max_queue={limit}, on_full='raise')"
                 )
             if (mine is None or not mine._queued) and getattr(_locals, "worker_of", None) is self:
                 # Before waiting, for a blocked thread and an oddjob.aio ticket alike.
+                self._rejected += n
+                full.append(n)
                 raise QueueFullError(
                     f"pool {self._name!r} is full and this job runs on one of its own "
                     "workers: waiting for room could deadlock the pool"
@@ -828,10 +1017,15 @@ class Queue:
             mine._n = n
             mine._signalled = False
             if mine._lock is None:
+                if not told:
+                    full.append(n)
                 raise _NoRoom()  # oddjob.aio waits for the ticket's wake()
             lock = self._lock
             lock.release()
             try:
+                if not told:
+                    told = True
+                    self._tell_full(n)
                 if self._block_timeout < 0:
                     got = mine._lock.acquire()
                 else:
@@ -846,10 +1040,21 @@ class Queue:
                 continue  # the top of the loop leaves the line and raises
             if not got and not (len(self._slots) + n <= limit and self._line[0] is mine):
                 self._leave_line(mine)
+                self._rejected += n
                 raise QueueFullError(
                     f"pool {self._name!r} stayed full for block_timeout="
                     f"{self._block_timeout} seconds (max_queue={limit})"
                 )
+
+    def _tell_full(self, n: int) -> None:
+        # Without the lock: a submit found the queue full (it waits, or is refused).
+        if _event_mask & (1 << _QUEUE_FULL):
+            _emit(
+                _QUEUE_FULL,
+                {"queued": len(self._slots), "max_queue": self._max, "jobs": n},
+                {"pool": self._name, "on_full": self.on_full},
+                False,
+            )
 
     def _leave_line(self, ticket: RoomTicket | None) -> None:
         # Lock held: take ticket out of the line (if it is in it).
@@ -887,10 +1092,14 @@ class Queue:
         """Queue the slots as one batch, under one lock, async jobs numbered in order."""
         if ticket is not None and not isinstance(ticket, RoomTicket):
             raise _bad_argument("ticket", f"{__name__}.RoomTicket", ticket)
+        full: list[int] = []
         try:
             with self._lock:
-                lined = self._room(len(slots), ticket, force)
+                lined = self._room(len(slots), ticket, force, full)
+                if lined and slots[0][6]:
+                    slots = self._restamp(slots)  # queued from now, not from the wait
                 self._extend(slots)
+                self._submitted += len(slots)
                 ref = (self._serial << _REF_SHIFT) | self._next_ref
                 numbered = 0
                 for slot in slots:
@@ -901,6 +1110,8 @@ class Queue:
                 self._next_ref += numbered
                 wake = self._take_idle()
         except BaseException:
+            if full:
+                self._tell_full(full[0])
             if self._line:
                 self._wake_line()  # one that gave up may have been in the way of the next
             raise
@@ -908,6 +1119,24 @@ class Queue:
             wake.release()  # woken workers wake the next idle one while work remains
         if lined:
             self._wake_line()
+
+    def _stamp(self) -> int:
+        # The time this push's jobs are queued, if they are to be timed (see
+        # _sample_mask_for; every job while a handler wants timings), else 0. Read
+        # before the lock is taken: a racy count only skews which pushes are sampled.
+        pushes = self._pushes
+        self._pushes = pushes + 1
+        # Behind a deep queue, at most one push in 16: consecutive jobs there wait alike,
+        # and a burst of pushes into a fresh pool comes before any run time is known.
+        mask = self._sample_mask if len(self._slots) < _DEEP_QUEUE else self._sample_mask | 15
+        if not pushes & mask or _event_mask & _TIMED_EVENTS:
+            return monotonic_ns()
+        return 0
+
+    @staticmethod
+    def _restamp(slots: list[_Slot]) -> list[_Slot]:
+        now = monotonic_ns()
+        return [(*slot[:6], now) for slot in slots]
 
     def push(
         self,
@@ -920,7 +1149,9 @@ class Queue:
         bounded queue, and ticket)."""
         _check_args(args, kwargs)
         _check_callable(fn)
-        self._enter([(fn, args, kwargs or None, None, False, self._capture())], ticket)
+        self._enter(
+            [(fn, args, kwargs or None, None, False, self._capture(), self._stamp())], ticket
+        )
 
     def push_scheduled(
         self,
@@ -934,7 +1165,7 @@ class Queue:
         _check_args(args, kwargs)
         _check_callable(fn)
         _check_context(context)
-        self._enter([(fn, args, kwargs or None, None, False, context)], None, True)
+        self._enter([(fn, args, kwargs or None, None, False, context, self._stamp())], None, True)
 
     def push_many(
         self, fn: Callable[[Any], Any], items: Iterable[Any], ticket: RoomTicket | None = None
@@ -963,7 +1194,15 @@ class Queue:
         # lock is taken, from a copy, so neither running out of memory nor another thread
         # resizing the caller's list can leave part of the batch queued.
         slots: list[_Slot] = list(
-            zip(repeat(fn), batch, repeat(None), repeat(None), repeat(True), repeat(context))
+            zip(
+                repeat(fn),
+                batch,
+                repeat(None),
+                repeat(None),
+                repeat(True),
+                repeat(context),
+                repeat(self._stamp()),
+            )
         )
         if slots:
             self._enter(slots, ticket, force)
@@ -980,7 +1219,7 @@ class Queue:
         _check_callable(fn)
         kwargs = kwargs or None
         job = self._new_job(fn, args, kwargs, current_owner())
-        self._enter([(fn, args, kwargs, job, False, self._capture())], ticket)
+        self._enter([(fn, args, kwargs, job, False, self._capture(), self._stamp())], ticket)
         return job
 
     def push_async_many(
@@ -994,7 +1233,8 @@ class Queue:
         owner = current_owner()
         context = self._capture()  # one for the batch: each job runs in a copy
         jobs = [self._new_job(fn, (item,), None, owner) for item in batch]
-        self._enter([(fn, job._args, None, job, False, context) for job in jobs], ticket)
+        stamp = self._stamp()
+        self._enter([(fn, job._args, None, job, False, context, stamp) for job in jobs], ticket)
         return jobs
 
     def _extend(self, slots: list[_Slot]) -> None:
@@ -1022,36 +1262,49 @@ class Queue:
         not an Exception crashes the worker too, unreported (reported is False).
 
         Goes from one job to the next while work is queued; blocks on the worker's
-        own wake lock when there is none."""
+        own wake lock when there is none. Counts each job in the queue's stats under
+        the lock it takes anyway: a fire-and-forget job when the worker comes back."""
         _check_worker(worker)
         lock = self._lock
         slots = self._slots
         listeners: list[Waiter | Callable[[Job[Any]], object]] | None
+        # The last fire-and-forget job's outcome and times (< 0: not measured).
+        outcome = 0
+        wait_ns = run_ns = -1
         _locals.worker_of = self  # a job here that submits to its own full queue must not wait
         while True:
             with lock:
+                if outcome:
+                    self._fold(outcome, wait_ns, run_ns)
+                    outcome = 0
                 took = bool(slots) and not worker._retired
                 if took:
-                    fn, args, kwargs, job, one_arg, context = slots.popleft()
+                    fn, args, kwargs, job, one_arg, context, stamp = slots.popleft()
                     line = bool(self._line)
                     worker._busy = True
                     # More is queued and a worker idles: wake it (it wakes the next, and so on).
                     wake = self._take_idle() if slots and self._idle else None
                     run = True
+                    dropped = False
                     listeners = None
                     if job is not None:
                         if job._state != _PENDING:  # cancelled while queued
                             run = False
+                            self._cancelled_waiting -= 1
                         elif not job._owner_token._alive:
                             # Its thread died before the job started: nobody wants the result.
                             job._state = _CANCELLED
                             listeners, job._listeners = job._listeners, None
                             run = False
+                            dropped = True
+                            self._dropped += 1
                         else:
                             job._state = _RUNNING
                             worker._job = job
                     if run:
                         worker._jobs_run += 1
+                        self._started += 1
+                    slow = not self._sample_mask  # long enough jobs to time every one
             if not took:
                 if self._park(worker):
                     continue
@@ -1060,81 +1313,147 @@ class Queue:
                 wake.release()
             if line:
                 self._wake_line()  # a slot came free: the first submitter in line may fit
-            # Each job runs in its own copy of the context it was submitted in.
-            call: Callable[..., Any] = fn if context is None else context.copy().run
-            if context is not None:
-                args = (fn, args) if one_arg else (fn, *args)
-                one_arg = False
+            events = _event_mask
+            timed = bool(stamp or slow or events & _TIMED_EVENTS)
+            wait_ns = run_ns = -1
+            ref = None if job is None else job._ref
 
-            # Each path drops the job's references (del) before the worker may go idle.
-            if job is None:
-                try:
-                    if one_arg:
-                        call(args)
-                    elif kwargs is None:
-                        call(*args)
-                    else:
-                        call(*args, **kwargs)
-                except BaseException as exc:
-                    # Nobody awaits a fire-and-forget job: its failure is logged here.
-                    crash = restart_on_error or not isinstance(exc, Exception)
-                    _without_this_frame(exc)
-                    log_job_error(
-                        self._name,
-                        fn,
-                        (args,) if one_arg else args if context is None else args[1:],
-                        kwargs,
-                        exc,
-                        note=_REPLACING if crash else "",
-                    )
-                    if crash:
-                        return (exc, fn, True)
-                del fn, args, kwargs, call, context
-                continue
-
-            if not run:
+            if job is not None and not run:
+                if dropped and events & (1 << _JOB_DROPPED):
+                    _job_event(_JOB_DROPPED, self._name, fn, ref)
                 if listeners is not None:
                     escaped = _notify(job, listeners)
                     if escaped is not None:  # a done callback raised SystemExit & co
                         return (escaped, fn, False)
-                del fn, args, kwargs, job, listeners, call, context
+                del fn, args, kwargs, job, listeners, context
                 continue
-            try:
-                result = call(*args) if kwargs is None else call(*args, **kwargs)
-            except BaseException as exc:
-                crash = restart_on_error or not isinstance(exc, Exception)
-                tb = _without_this_frame(exc).__traceback__
+
+            # Each job runs in its own copy of the context it was submitted in; the
+            # telemetry events around it too.
+            if context is None:
+                ran = self._run_job(fn, args, kwargs, one_arg, stamp, timed, events, ref)
+            else:
+                ran = context.copy().run(
+                    self._run_job, fn, args, kwargs, one_arg, stamp, timed, events, ref
+                )
+            result, error, wait_ns, run_ns = ran
+            del ran, context
+
+            # Each path drops the job's references (del) before the worker may go idle.
+            if job is None:
+                if error is None:
+                    outcome = _COMPLETED
+                else:
+                    # Nobody awaits a fire-and-forget job: its failure is logged here.
+                    outcome = _FAILED
+                    crash = restart_on_error or not isinstance(error, Exception)
+                    log_job_error(
+                        self._name,
+                        fn,
+                        (args,) if one_arg else args,
+                        kwargs,
+                        error,
+                        note=_REPLACING if crash else "",
+                    )
+                    if crash:
+                        with lock:
+                            self._fold(outcome, wait_ns, run_ns)
+                        return (error, fn, True)
+                del fn, args, kwargs, result, error
+                continue
+
+            if error is not None:
+                crash = restart_on_error or not isinstance(error, Exception)
+                tb = error.__traceback__
                 with lock:
-                    job._exception = exc
+                    job._exception = error
                     job._tb = tb
                     job._state = _FINISHED
                     listeners, job._listeners = job._listeners, None
                     worker._job = None
+                    self._fold(_FAILED, wait_ns, run_ns)
                 del tb
                 escaped = _notify(job, listeners) if listeners is not None else None
                 del job, listeners
                 if escaped is not None:
                     return (escaped, fn, False)
                 if crash:
-                    return (exc, fn, True)
-                del fn, args, kwargs, call, context
+                    return (error, fn, True)
+                del fn, args, kwargs, error
                 continue
             with lock:
                 job._result = result
                 job._state = _FINISHED
                 listeners, job._listeners = job._listeners, None
                 worker._job = None
+                self._fold(_COMPLETED, wait_ns, run_ns)
             del result
             if listeners is not None:
                 escaped = _notify(job, listeners)
                 if escaped is not None:
                     return (escaped, fn, False)
-            del fn, args, kwargs, job, listeners, call, context
+            del fn, args, kwargs, job, listeners
 
-    def _fail(self, job: Job[Any], exc: BaseException) -> bool:
-        """Finish a queued or running job with exc (its worker is gone, or the pool
-        broke); its waiters are released and its callbacks run. True if it was failed
-        here, False if it had finished already."""
+    def _run_job(
+        self,
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: dict[str, Any] | None,
+        one_arg: bool,
+        stamp: int,
+        timed: bool,
+        events: int,
+        ref: int | None,
+    ) -> tuple[Any, BaseException | None, int, int]:
+        """Call one job (in its context, when it has one) between its telemetry
+        events: (result, exception or None, queue wait, run time), times -1 if not
+        measured."""
+        wait_ns = run_ns = started = -1
+        if timed:
+            started = monotonic_ns()
+            if stamp:
+                wait_ns = started - stamp
+        if events & (1 << _JOB_START):
+            _job_event(_JOB_START, self._name, fn, ref, wait_ns)
+        result = error = None
+        try:
+            if one_arg:
+                result = fn(args)
+            elif kwargs is None:
+                result = fn(*args)
+            else:
+                result = fn(*args, **kwargs)
+        except BaseException as exc:
+            error = _without_this_frame(exc)
+        if timed:
+            run_ns = monotonic_ns() - started
+        if error is None:
+            if events & (1 << _JOB_STOP):
+                _job_event(_JOB_STOP, self._name, fn, ref, wait_ns, run_ns)
+        elif events & (1 << _JOB_EXCEPTION):
+            _job_event(_JOB_EXCEPTION, self._name, fn, ref, wait_ns, run_ns, error)
+        return result, error, wait_ns, run_ns
+
+    def _fold(self, outcome: int, wait_ns: int, run_ns: int) -> None:
+        # Lock held: count a job that ran and finished; times < 0 were not measured.
+        self._finished += 1
+        if outcome == _COMPLETED:
+            self._completed += 1
+        else:
+            self._failed += 1
+        if wait_ns >= 0:
+            self._wait_hist.record(wait_ns)
+        if run_ns >= 0:
+            self._run_hist.record(run_ns)
+            # A moving average, each sample capped: one job that lost the GIL midway
+            # must not have every job timed for a while.
+            self._run_estimate += (min(run_ns, _RUN_SAMPLE_CAP) - self._run_estimate) // 8
+            self._sample_mask = _sample_mask_for(self._run_estimate)
+
+    def _fail(self, job: Job[Any], exc: BaseException, started: bool) -> bool:
+        """Finish a queued or running (started) job with exc (its worker is gone, or
+        the pool broke); its waiters are released and its callbacks run. True if it was
+        failed here, False if it had finished already."""
         tb = exc.__traceback__
         with self._lock:
             if job._state >= _FINISHED:
@@ -1143,6 +1462,9 @@ class Queue:
             job._tb = tb
             job._state = _FINISHED
             listeners, job._listeners = job._listeners, None
+            if started:
+                self._finished += 1
+            self._failed += 1
         if listeners is not None:
             escaped = _notify(job, listeners)
             if escaped is not None:
@@ -1155,7 +1477,7 @@ class Queue:
         _check_worker(worker)
         with self._lock:
             job, worker._job = worker._job, None
-        return job is not None and self._fail(job, exc)
+        return job is not None and self._fail(job, exc, True)
 
     def _park(self, worker: Worker) -> bool:
         """Idle the worker until a push, close() or retire() wakes it: True to look for
@@ -1219,6 +1541,7 @@ class Queue:
             if (cancel_pending or self._broken is not None) and self._slots:
                 taken = list(self._slots)
                 self._slots.clear()
+                self._cancelled_waiting = 0  # out of the deque with the rest
             for worker in self._idle:
                 worker._wake.release()
             self._idle.clear()
@@ -1267,6 +1590,7 @@ class Queue:
         self._closed = True
         taken = list(self._slots)
         self._slots.clear()
+        self._cancelled_waiting = 0
         self._idle.clear()  # their threads are gone: nobody to wake
         self._release_line()  # its submitters were threads that did not survive the fork
         self._lock.release()
@@ -1300,6 +1624,29 @@ class Queue:
         """Submitters waiting for room (blocked threads and oddjob.aio tickets)."""
         return len(self._line)
 
+    def stats(
+        self,
+    ) -> tuple[int, int, int, int, int, int, int, int, int, int, int, Summary, Summary]:
+        """(queued, running, submitted, started, completed, failed, cancelled, dropped,
+        expired, retried, rejected, queue_wait, run_time), the latencies each
+        (count, mean, p50, p90, p99, max) in seconds: counters, not a walk of the queue."""
+        with self._lock:
+            return (
+                len(self._slots) - self._cancelled_waiting,
+                self._started - self._finished,
+                self._submitted,
+                self._started,
+                self._completed,
+                self._failed,
+                self._cancelled,
+                self._dropped,
+                self._expired,
+                self._retried,
+                self._rejected,
+                self._wait_hist.summary(),
+                self._run_hist.summary(),
+            )
+
     def __len__(self) -> int:
         """Number of queued jobs (cancelled async jobs count until a worker skips them)."""
         return len(self._slots)
@@ -1310,7 +1657,7 @@ class Queue:
         with self._lock:
             slots = list(self._slots)
         out: list[_Queued] = []
-        for fn, args, kwargs, job, one_arg, _context in slots:
+        for fn, args, kwargs, job, one_arg, _context, _stamp in slots:
             if job is not None:
                 if job._state == _PENDING:
                     out.append((job.function, job.args, dict(job.kwargs), job))
@@ -1375,4 +1722,4 @@ class Dispatcher:
         return self._queue(pool).push_async(fn, args, kwargs)  # type: ignore[no-any-return]
 
 
-_WORK_CODE: Final = Queue.work.__code__
+_WORK_CODE: Final = Queue._run_job.__code__
