@@ -160,7 +160,8 @@ cdef class Queue:
     cdef list _release_line(self)
     cdef inline object _capture(self)
     cdef int _fail(self, Job job, object exc, bint started) except -1
-    cdef inline long long _stamp(self) noexcept
+    cdef inline long long _stamp(self, Py_ssize_t n, unsigned long long *first,
+                                 unsigned long long *mask) noexcept
     cdef inline void _fold(self, int outcome, long long wait_ns, long long run_ns) noexcept
     cdef int _count_rejected(self, Py_ssize_t n) except -1
     cdef int _tell_full(self, Py_ssize_t n) except -1

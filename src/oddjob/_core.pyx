@@ -1319,17 +1319,24 @@ cdef class Queue:
         oj_unlock(&self._mutex)
         self._wake_line()
 
-    cdef inline long long _stamp(self) noexcept:
-        # Mutex held: the time this push's jobs are queued, if their queue wait is to be
-        # measured (see _sample_mask_for; every job while a handler wants timings), else
-        # 0. Behind a deep queue, at most one push in 16: consecutive jobs there wait
-        # alike, and a burst of pushes into a fresh pool comes before any run time is known.
-        cdef unsigned long long pushes = self._pushes
-        cdef unsigned long long mask = self._sample_mask
-        self._pushes = pushes + 1
-        if self._count >= DEEP_QUEUE:
-            mask |= 15
-        if (pushes & mask) == 0 or oj_load_size(&_event_mask) & TIMED_EVENTS:
+    cdef inline long long _stamp(self, Py_ssize_t n, unsigned long long *first,
+                                 unsigned long long *mask) noexcept:
+        # Mutex held: the time a push of n jobs is queued if the queue wait of any of
+        # them is to be measured, else 0. Job i of the push is measured when
+        # ((first + i) & mask) == 0: each job counts once (a batch is sampled as its
+        # jobs would be one by one), mask from _sample_mask_for, 0 while a handler wants
+        # every job timed. Into a deep queue (a big batch makes one) at most one job in
+        # 16 is: consecutive jobs there wait alike, and a burst into a fresh pool comes
+        # before any run time is known.
+        cdef unsigned long long m = self._sample_mask
+        first[0] = self._pushes
+        self._pushes += n
+        if self._count + n > DEEP_QUEUE:
+            m |= 15
+        if oj_load_size(&_event_mask) & TIMED_EVENTS:
+            m = 0
+        mask[0] = m
+        if ((0 - first[0]) & m) < <unsigned long long>n:
             return oj_clock_ns()
         return 0
 
@@ -1388,10 +1395,12 @@ cdef class Queue:
     cdef int _push(self, object fn, tuple args, dict kwargs, RoomTicket ticket) except -1:
         _check_callable(fn)
         context = self._capture()
+        cdef unsigned long long first, mask
         cdef int lined = self._lock_for(1, ticket, False)
         self._append(<PyObject *>fn, <PyObject *>args,
                      <PyObject *>kwargs if kwargs else NULL,
-                     <PyObject *>context if context is not None else NULL, 0, self._stamp())
+                     <PyObject *>context if context is not None else NULL, 0,
+                     self._stamp(1, &first, &mask))
         self._unlock_and_wake()
         if lined:
             self._wake_line()
@@ -1400,13 +1409,14 @@ cdef class Queue:
     def push_scheduled(self, fn, tuple args not None, dict kwargs, context):
         """A fired timer's job: queued even when a bounded queue is full (the
         scheduling thread never waits), run in context (None: the worker's own)."""
+        cdef unsigned long long first, mask
         _check_callable(fn)
         _check_context(context)
         self._lock_for(1, None, True)
         self._append(<PyObject *>fn, <PyObject *>args,
                      <PyObject *>kwargs if kwargs else NULL,
                      <PyObject *>context if context is not None else NULL,
-                     SLOT_SHARED_CONTEXT, self._stamp())
+                     SLOT_SHARED_CONTEXT, self._stamp(1, &first, &mask))
         self._unlock_and_wake()
 
     def push_many(self, fn, items, RoomTicket ticket=None):
@@ -1423,6 +1433,7 @@ cdef class Queue:
         cdef Py_ssize_t i, n
         cdef int lined
         cdef long long stamp
+        cdef unsigned long long first, mask
         _check_callable(fn)
         cdef list batch = items if type(items) is list else list(items)
         if batch is items and (OJ_FREE_THREADED or self._max >= 0):
@@ -1438,11 +1449,12 @@ cdef class Queue:
         oj_lock(&self._mutex)
         n = len(batch)
         lined = self._room(n, ticket, force)
-        stamp = self._stamp()
+        stamp = self._stamp(n, &first, &mask)
         for i in range(n):
             self._append(<PyObject *>fn, <PyObject *>batch[i], NULL,
                          <PyObject *>context if context is not None else NULL,
-                         SLOT_ONE_ARG | SLOT_SHARED_CONTEXT, stamp)
+                         SLOT_ONE_ARG | SLOT_SHARED_CONTEXT,
+                         stamp if ((first + i) & mask) == 0 else 0)
         self._unlock_and_wake()
         if lined:
             self._wake_line()
@@ -1453,12 +1465,13 @@ cdef class Queue:
         return self._push_async(fn, args, kwargs, ticket)
 
     cdef Job _push_async(self, object fn, tuple args, dict kwargs, RoomTicket ticket):
+        cdef unsigned long long first, mask
         _check_callable(fn)
         cdef Job job = self._new_job(
             fn, args, kwargs if kwargs else None, _current_owner(), False,
             self._capture(), False)
         cdef int lined = self._lock_for(1, ticket, False)
-        self._append(NULL, NULL, NULL, <PyObject *>job, SLOT_JOB, self._stamp())
+        self._append(NULL, NULL, NULL, <PyObject *>job, SLOT_JOB, self._stamp(1, &first, &mask))
         self._unlock_and_wake()
         if lined:
             self._wake_line()
@@ -1469,6 +1482,7 @@ cdef class Queue:
         cdef Py_ssize_t i
         cdef int lined
         cdef long long stamp
+        cdef unsigned long long first, mask
         _check_callable(fn)
         cdef list batch = items if type(items) is list else list(items)
         if OJ_FREE_THREADED and batch is items:
@@ -1481,9 +1495,10 @@ cdef class Queue:
         if not jobs:
             return jobs
         lined = self._lock_for(len(jobs), ticket, False)
-        stamp = self._stamp()
+        stamp = self._stamp(len(jobs), &first, &mask)
         for i in range(len(jobs)):
-            self._append(NULL, NULL, NULL, <PyObject *>jobs[i], SLOT_JOB, stamp)
+            self._append(NULL, NULL, NULL, <PyObject *>jobs[i], SLOT_JOB,
+                         stamp if ((first + i) & mask) == 0 else 0)
         self._unlock_and_wake()
         if lined:
             self._wake_line()

@@ -1096,7 +1096,7 @@ class Queue:
         try:
             with self._lock:
                 lined = self._room(len(slots), ticket, force, full)
-                if lined and slots[0][6]:
+                if lined:
                     slots = self._restamp(slots)  # queued from now, not from the wait
                 self._extend(slots)
                 self._submitted += len(slots)
@@ -1121,22 +1121,33 @@ class Queue:
             self._wake_line()
 
     def _stamp(self) -> int:
-        # The time this push's jobs are queued, if they are to be timed (see
-        # _sample_mask_for; every job while a handler wants timings), else 0. Read
-        # before the lock is taken: a racy count only skews which pushes are sampled.
-        pushes = self._pushes
-        self._pushes = pushes + 1
-        # Behind a deep queue, at most one push in 16: consecutive jobs there wait alike,
-        # and a burst of pushes into a fresh pool comes before any run time is known.
-        mask = self._sample_mask if len(self._slots) < _DEEP_QUEUE else self._sample_mask | 15
-        if not pushes & mask or _event_mask & _TIMED_EVENTS:
-            return monotonic_ns()
-        return 0
+        """The time a push of one job is queued if its queue wait is to be measured,
+        else 0 (see _stamps)."""
+        return self._stamps(1)[0]
+
+    def _stamps(self, n: int) -> list[int]:
+        # As the compiled core's _stamp: job i of the push is measured when
+        # ((first + i) & mask) == 0, each job counting once; mask from
+        # _sample_mask_for, 0 while a handler wants every job timed. Into a deep queue
+        # (a big batch makes one) at most one job in 16 is: consecutive jobs there wait
+        # alike, and a burst into a fresh pool comes before any run time is known. Read before the
+        # lock is taken: a racy count only skews which pushes are sampled.
+        first = self._pushes
+        self._pushes = first + n
+        mask = self._sample_mask
+        if len(self._slots) + n > _DEEP_QUEUE:
+            mask |= 15
+        if _event_mask & _TIMED_EVENTS:
+            mask = 0
+        if (-first) & mask >= n:
+            return [0] * n
+        now = monotonic_ns()
+        return [0 if (first + i) & mask else now for i in range(n)]
 
     @staticmethod
     def _restamp(slots: list[_Slot]) -> list[_Slot]:
         now = monotonic_ns()
-        return [(*slot[:6], now) for slot in slots]
+        return [(*slot[:6], now if slot[6] else 0) for slot in slots]
 
     def push(
         self,
@@ -1201,7 +1212,7 @@ class Queue:
                 repeat(None),
                 repeat(True),
                 repeat(context),
-                repeat(self._stamp()),
+                self._stamps(len(batch)),
             )
         )
         if slots:
@@ -1233,8 +1244,14 @@ class Queue:
         owner = current_owner()
         context = self._capture()  # one for the batch: each job runs in a copy
         jobs = [self._new_job(fn, (item,), None, owner) for item in batch]
-        stamp = self._stamp()
-        self._enter([(fn, job._args, None, job, False, context, stamp) for job in jobs], ticket)
+        stamps = self._stamps(len(jobs))
+        self._enter(
+            [
+                (fn, job._args, None, job, False, context, stamp)
+                for job, stamp in zip(jobs, stamps, strict=True)
+            ],
+            ticket,
+        )
         return jobs
 
     def _extend(self, slots: list[_Slot]) -> None:
