@@ -6,6 +6,7 @@ async jobs whose results come back, batches. See the README for a tour.
 
 from typing import TYPE_CHECKING
 
+from . import telemetry
 from ._api import (
     async_perform,
     async_perform_many,
@@ -97,6 +98,7 @@ __all__ = [
     "stop",
     "supervisor",
     "supervisor_id",
+    "telemetry",
     "wait",
     "whereis",
     "workers",

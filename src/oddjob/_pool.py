@@ -13,7 +13,7 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import _backend, _config, _registry
+from . import _backend, _config, _registry, telemetry
 from ._errors import OddJobError, PoolNotFoundError
 from ._supervision import WorkerSupervisor
 
@@ -114,6 +114,7 @@ class Pool:
                 the name stays free.
         """
         _registry.register(self, self._start)
+        telemetry._emit("pool.start", {"pool_size": self.options.pool_size}, {"pool": self.name})
         return self
 
     def _start(self) -> None:
@@ -174,8 +175,11 @@ class Pool:
         self._queue.close(cancel_pending)
         if self._supervisor is not None:
             self._supervisor.stopping()
-        if wait:
-            self.join(end)
+        try:
+            if wait:
+                self.join(end)
+        finally:  # a join that timed out has stopped the pool all the same
+            telemetry._emit("pool.stop", {}, {"pool": self.name})
 
     def join(self, deadline: float | None = None) -> None:
         """Wait for the workers of a stopped pool to exit (``deadline``: monotonic time)."""

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from . import _config
+from . import _config, telemetry
 from ._config import PoolOptions
 from ._errors import WorkerCrashedError
 
@@ -104,7 +104,7 @@ def _worker_main(
 ) -> None:
     _current.worker = (queue.name, index, worker)
     try:
-        crash = _run(supervisor_ref, queue, worker, setup)
+        crash = _run(supervisor_ref, queue, worker, index, setup)
     finally:
         _current.worker = None
     supervisor = supervisor_ref()
@@ -113,9 +113,14 @@ def _worker_main(
 
 
 def _run(
-    supervisor_ref: weakref.ref[WorkerSupervisor], queue: Any, worker: Any, setup: _Setup
+    supervisor_ref: weakref.ref[WorkerSupervisor],
+    queue: Any,
+    worker: Any,
+    index: int,
+    setup: _Setup,
 ) -> _Crash | None:
     """One worker's life on its thread: what crashed it, or None if it left normally."""
+    metadata = {"pool": queue.name, "worker": worker.name, "index": index}
     if setup.initializer is not None:
         try:
             setup.initializer(*setup.initargs)
@@ -126,11 +131,13 @@ def _run(
                 worker.name,
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
+            telemetry._emit("worker.crash", {}, {**metadata, "exception": exc}, on_worker=True)
             return _Crash(exc, True)
         supervisor = supervisor_ref()
         if supervisor is not None:
             supervisor._initialized()
         del supervisor
+    telemetry._emit("worker.start", {}, metadata, on_worker=True)
     crash = None
     try:
         outcome = queue.work(worker, setup.restart_on_error)
@@ -153,6 +160,12 @@ def _run(
             setup.finalizer()
         except BaseException:
             logger.exception("pool %r: the finalizer of worker %r raised", queue.name, worker.name)
+    if crash is None:
+        telemetry._emit(
+            "worker.stop", {"jobs_run": worker.jobs_run}, dict(metadata), on_worker=True
+        )
+    else:
+        telemetry._emit("worker.crash", {}, {**metadata, "exception": crash.exc}, on_worker=True)
     return crash
 
 
@@ -269,6 +282,7 @@ class WorkerSupervisor:
         restart_all = broken = False
         retiring: list[Any] = []  # the other workers, when all restart
         delay = 0.0
+        crashes = 0  # the count at a restart of all, for its telemetry event
         with self._lock:
             thread = self._threads.pop(worker, None)
             if thread is not None:
@@ -285,6 +299,7 @@ class WorkerSupervisor:
                     restart_all = self._count_locked(self._recent)
             if restart_all:
                 self.restarts += 1
+                crashes = self.crashes
                 retiring = list(self._threads)
             replace = not broken and (crash is not None or worker.retired)
         try:
@@ -300,6 +315,9 @@ class WorkerSupervisor:
                 for other in retiring:
                     # Each finishes its current job, exits, and _exited starts its successor.
                     self._queue.retire(other)
+                telemetry._emit(
+                    "pool.restart", {"crashes": crashes}, {"pool": self.pool}, on_worker=True
+                )
             if replace:
                 self._replace(index, delay)
         finally:
@@ -346,6 +364,7 @@ class WorkerSupervisor:
         self._queue.close(False, exc)
         with self._changed:
             self._changed.notify_all()
+        telemetry._emit("pool.broken", {}, {"pool": self.pool, "exception": exc}, on_worker=True)
 
     def _count_locked(self, window: deque[float]) -> bool:
         """Record a crash in ``window``; True when it holds more than max_restarts."""
