@@ -146,12 +146,15 @@ def test_a_finished_job_in_a_reference_cycle_is_collected(make_pool):
 
     def make() -> weakref.ref[Marker]:
         box: list[object] = [Marker()]
+        cycle_made = threading.Event()
 
         def fn() -> int:
+            cycle_made.wait(WAIT)  # without a GIL the job may start before the append
             return len(box)
 
         job = oddjob.async_perform(pool, fn)
         box.append(job)  # box -> job -> fn -> closure cell -> box
+        cycle_made.set()
         assert oddjob.await_(job, timeout=WAIT) == 2
         return weakref.ref(box[0])  # type: ignore[arg-type]
 
