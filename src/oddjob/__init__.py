@@ -42,6 +42,7 @@ from ._scheduler import (
     perform_many_at,
     read_timer,
 )
+from ._stats import Latency, PoolStats, stats
 from ._supervision import WorkerInfo, WorkerSupervisor, current_worker
 from ._supervisor import Supervisor, child_spec, start_link
 from ._version import __version__
@@ -60,12 +61,14 @@ __all__ = [
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "Job",
+    "Latency",
     "OddJobError",
     "Pool",
     "PoolAlreadyStartedError",
     "PoolBrokenError",
     "PoolNotFoundError",
     "PoolState",
+    "PoolStats",
     "QueueFullError",
     "QueuedJob",
     "Supervisor",
@@ -95,6 +98,7 @@ __all__ = [
     "pool_id",
     "read_timer",
     "start_link",
+    "stats",
     "stop",
     "supervisor",
     "supervisor_id",

@@ -13,8 +13,9 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import _backend, _config, _registry, telemetry
+from . import _backend, _config, _registry, _stats, telemetry
 from ._errors import OddJobError, PoolNotFoundError
+from ._stats import PoolStats
 from ._supervision import WorkerSupervisor
 
 if TYPE_CHECKING:  # scheduler imports the registry, which imports this module
@@ -237,6 +238,17 @@ class Pool:
     def workers(self) -> list[threading.Thread]:
         """The pool's live worker threads."""
         return [] if self._supervisor is None else self._supervisor.threads()
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool's counters and latencies (see ``oddjob.stats``).
+
+        Unlike ``oddjob.stats(pool)``, it also works once the pool has stopped: the
+        final figures, workers still draining included.
+
+        Raises:
+            PoolNotFoundError: the pool was never started.
+        """
+        return _stats.snapshot(self)
 
     def __repr__(self) -> str:
         state = "broken" if self.broken and self.running else self._state

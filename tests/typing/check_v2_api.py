@@ -1,6 +1,7 @@
-"""The v2 public API, "Waiting on many jobs" in API.md (as_completed, wait), as a user
-types it: checked, never run, by mypy --strict and pyright (strict), as
-check_public_api.py is. oddjob.aio has its own file, check_v2_aio.py.
+"""The v2 public API, "Waiting on many jobs" (as_completed, wait) and "Observability"
+(stats, telemetry) in API.md, as a user types it: checked, never run, by mypy --strict
+and pyright (strict), as check_public_api.py is. oddjob.aio has its own file,
+check_v2_aio.py.
 
 Not a test module: pytest collects ``test_*.py`` only, so it never imports this file.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import assert_type
+from typing import Any, assert_type
 
 import oddjob
 from oddjob import Job
@@ -38,3 +39,29 @@ def waiting(jobs: list[Job[int]]) -> None:
         oddjob.wait(jobs, return_when=oddjob.ALL_COMPLETED), tuple[set[Job[int]], set[Job[int]]]
     )
     oddjob.as_completed([square])  # type: ignore[arg-type]
+
+
+def on_event(event: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
+    print(event, measurements.get("duration"), metadata["pool"])
+
+
+def observing(pool: oddjob.Pool) -> None:
+    snapshot = oddjob.stats("job")
+    assert_type(snapshot, oddjob.PoolStats)
+    assert_type(oddjob.stats(pool), oddjob.PoolStats)
+    assert_type(pool.stats(), oddjob.PoolStats)
+    assert_type(snapshot.pool, str)
+    assert_type(snapshot.queued, int)
+    assert_type(snapshot.rejected, int)
+    assert_type(snapshot.queue_wait, oddjob.Latency)
+    assert_type(snapshot.run_time.count, int)
+    assert_type(snapshot.run_time.p99, float)
+    oddjob.stats(1)  # type: ignore[arg-type]
+
+    oddjob.telemetry.attach("metrics", ["job.stop", "job.exception"], on_event)
+    oddjob.telemetry.attach(("metrics", 2), "pool.start", lambda e, m, md: None)
+    assert_type(oddjob.telemetry.detach("metrics"), bool)
+    for info in oddjob.telemetry.handlers():
+        assert_type(info.events, tuple[str, ...])
+    assert_type(oddjob.telemetry.EVENTS, frozenset[str])
+    oddjob.telemetry.attach("bad", "job.stop", square)  # type: ignore[arg-type]
