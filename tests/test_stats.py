@@ -1,5 +1,6 @@
 """Pool statistics (contract v2): oddjob.stats(pool) and Pool.stats(), a frozen snapshot
-of a pool's counters, workers and latencies."""
+of a pool's counters, workers and latencies; and the exit warning that names what a pool
+left undone."""
 
 from __future__ import annotations
 
@@ -279,3 +280,31 @@ def test_run_time_and_queue_wait_of_jobs_of_known_length(make_pool):
     assert 0.02 < run.mean < run.max
     assert wait.max >= 0.1 * 0.95 and wait.p99 <= wait.max
     assert run.max < WAIT and wait.max < WAIT
+
+
+# -- never silent at exit ------------------------------------------------------------------
+
+
+def test_exit_names_what_a_pool_left_undone(core):
+    result = support.run_child(
+        core,
+        """
+        import threading, oddjob
+        oddjob.configure(exit_timeout=0.3)
+        oddjob.start_link("stuck", pool_size=1)
+        started = threading.Event()
+        def stuck():
+            started.set()
+            threading.Event().wait()  # never returns
+        oddjob.perform("stuck", stuck)
+        assert started.wait(10), "the blocking job never started"
+        oddjob.perform_many("stuck", range(3), print)
+        oddjob.start_link("idle", pool_size=1)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "pool 'stuck' did not drain within 0.3 seconds at exit: 3 jobs left queued, 1 running"
+    ) in result.stderr
+    assert "'idle'" not in result.stderr
+    assert result.stdout == ""

@@ -155,9 +155,17 @@ def stop_pools(
 
 
 def stop_all(timeout: float | None = None, cancel_pending: bool = False) -> None:
-    """Stop every running pool, draining them within one overall ``timeout``."""
+    """Stop every running pool, draining them within one overall ``timeout``; a pool
+    still busy at the deadline is logged with the jobs it leaves behind."""
     for pool in stop_pools(running(), timeout, cancel_pending):
-        logger.warning("pool %r did not drain within %s seconds at exit", pool.name, timeout)
+        left = pool.stats()
+        logger.warning(
+            "pool %r did not drain within %s seconds at exit: %d jobs left queued, %d running",
+            pool.name,
+            timeout,
+            left.queued,
+            left.running,
+        )
 
 
 # -- process lifecycle ------------------------------------------------------------
