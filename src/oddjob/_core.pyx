@@ -1634,7 +1634,6 @@ cdef class Queue:
                     if s.flags & SLOT_SHARED_CONTEXT:
                         context = PyContext_Copy(context)
                     PyContext_Enter(context)
-                error = None
                 try:
                     if timed:
                         started_ns = oj_clock_ns()
@@ -1642,41 +1641,38 @@ cdef class Queue:
                             wait_ns = started_ns - s.stamp
                     if events & (1 << EV_JOB_START):
                         _job_event(EV_JOB_START, self.name, fn, None, wait_ns, -1, None)
-                    try:
-                        if s.flags & SLOT_ONE_ARG:
-                            fn(args)
-                        elif kwargs is None:
-                            fn(*args)
-                        else:
-                            fn(*args, **kwargs)
-                    except BaseException as exc:
-                        error = exc
+                    if s.flags & SLOT_ONE_ARG:
+                        fn(args)
+                    elif kwargs is None:
+                        fn(*args)
+                    else:
+                        fn(*args, **kwargs)
                     if timed:
                         run_ns = oj_clock_ns() - started_ns
-                    if error is None:
-                        outcome = OUTCOME_COMPLETED
-                        if events & (1 << EV_JOB_STOP):
-                            _job_event(EV_JOB_STOP, self.name, fn, None, wait_ns, run_ns, None)
-                    else:
-                        # Nobody awaits a fire-and-forget job: its failure is logged here.
-                        outcome = OUTCOME_FAILED
-                        if events & (1 << EV_JOB_EXCEPTION):
-                            _job_event(EV_JOB_EXCEPTION, self.name, fn, None, wait_ns, run_ns,
-                                       error)
-                        crash = restart_on_error or not isinstance(error, Exception)
-                        log_job_error(self.name, fn,
-                                      (args,) if s.flags & SLOT_ONE_ARG else args, kwargs,
-                                      error, note=_REPLACING if crash else "")
-                        if crash:
-                            oj_lock(&self._mutex)
-                            self._fold(outcome, wait_ns, run_ns)
-                            oj_unlock(&self._mutex)
-                            return (error, fn, True)
+                    outcome = OUTCOME_COMPLETED
+                    if events & (1 << EV_JOB_STOP):
+                        _job_event(EV_JOB_STOP, self.name, fn, None, wait_ns, run_ns, None)
+                except BaseException as exc:
+                    # Nobody awaits a fire-and-forget job: its failure is logged here.
+                    if timed and run_ns < 0:
+                        run_ns = oj_clock_ns() - started_ns
+                    outcome = OUTCOME_FAILED
+                    if events & (1 << EV_JOB_EXCEPTION):
+                        _job_event(EV_JOB_EXCEPTION, self.name, fn, None, wait_ns, run_ns, exc)
+                    crash = restart_on_error or not isinstance(exc, Exception)
+                    log_job_error(self.name, fn,
+                                  (args,) if s.flags & SLOT_ONE_ARG else args, kwargs, exc,
+                                  note=_REPLACING if crash else "")
+                    if crash:
+                        oj_lock(&self._mutex)
+                        self._fold(outcome, wait_ns, run_ns)
+                        oj_unlock(&self._mutex)
+                        return (exc, fn, True)
                 finally:
                     if context is not None:
                         PyContext_Exit(context)
                     # Drop the job's references now, not when the next job arrives.
-                    fn = args = kwargs = context = error = None
+                    fn = args = kwargs = context = None
                 continue
 
             oj_track(s.obj)
@@ -1696,7 +1692,6 @@ cdef class Queue:
                 if job._shared_context:
                     context = PyContext_Copy(context)
                 PyContext_Enter(context)
-            error = result = None
             try:
                 if timed:
                     started_ns = oj_clock_ns()
@@ -1705,34 +1700,31 @@ cdef class Queue:
                 if events & (1 << EV_JOB_START):
                     _job_event(EV_JOB_START, self.name, job.function, job.ref, wait_ns, -1,
                                None)
-                try:
-                    if job._one_arg:
-                        result = job.function(job._args)
-                    elif job._kwargs is None:
-                        result = job.function(*<tuple>job._args)
-                    else:
-                        result = job.function(*<tuple>job._args, **job._kwargs)
-                except BaseException as exc:
-                    error = exc
+                if job._one_arg:
+                    result = job.function(job._args)
+                elif job._kwargs is None:
+                    result = job.function(*<tuple>job._args)
+                else:
+                    result = job.function(*<tuple>job._args, **job._kwargs)
                 if timed:
                     run_ns = oj_clock_ns() - started_ns
                 # Before the result is published: whoever awaits it sees the event done.
-                if error is None:
-                    if events & (1 << EV_JOB_STOP):
-                        _job_event(EV_JOB_STOP, self.name, job.function, job.ref, wait_ns,
-                                   run_ns, None)
-                elif events & (1 << EV_JOB_EXCEPTION):
+                if events & (1 << EV_JOB_STOP):
+                    _job_event(EV_JOB_STOP, self.name, job.function, job.ref, wait_ns, run_ns,
+                               None)
+            except BaseException as exc:
+                if timed and run_ns < 0:
+                    run_ns = oj_clock_ns() - started_ns
+                if events & (1 << EV_JOB_EXCEPTION):
                     _job_event(EV_JOB_EXCEPTION, self.name, job.function, job.ref, wait_ns,
-                               run_ns, error)
-            finally:
+                               run_ns, exc)
                 if context is not None:
                     PyContext_Exit(context)
                     context = None
-            if error is not None:
-                crash = restart_on_error or not isinstance(error, Exception)
-                tb = error.__traceback__
+                crash = restart_on_error or not isinstance(exc, Exception)
+                tb = exc.__traceback__
                 oj_lock(&self._mutex)
-                job._exception = error
+                job._exception = exc
                 job._result = tb  # see _outcome
                 oj_set_state(&job._state, FINISHED)  # after what it publishes
                 listeners = job._listeners
@@ -1746,9 +1738,12 @@ cdef class Queue:
                     if escaped is not None:
                         return (escaped, job.function, False)
                 if crash:
-                    return (error, job.function, True)
-                job = listeners = error = None
+                    return (exc, job.function, True)
+                job = listeners = None
                 continue
+            if context is not None:
+                PyContext_Exit(context)
+                context = None
             oj_lock(&self._mutex)
             job._result = result
             oj_set_state(&job._state, FINISHED)  # after what it publishes
