@@ -4,7 +4,6 @@ left undone."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 
@@ -73,8 +72,8 @@ def fails_on_tens(i: int) -> int:
 
 
 def test_the_fields_are_those_of_the_contract():
-    assert [f.name for f in dataclasses.fields(PoolStats)] == FIELDS
-    assert [f.name for f in dataclasses.fields(Latency)] == [
+    assert list(PoolStats._fields) == FIELDS
+    assert list(Latency._fields) == [
         "count",
         "mean",
         "p50",
@@ -86,9 +85,9 @@ def test_the_fields_are_those_of_the_contract():
 
 def test_stats_and_latency_are_frozen(make_pool):
     stats = oddjob.stats(make_pool(1))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         stats.queued = 5  # type: ignore[misc]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         stats.run_time.p50 = 1.0  # type: ignore[misc]
     assert not hasattr(stats, "__dict__") and not hasattr(stats.run_time, "__dict__")
 

@@ -38,10 +38,14 @@ else:
 
 def compiled() -> ModuleType | None:
     """The compiled core module, or None where it cannot be imported."""
+    fresh = "oddjob._core" not in sys.modules
     try:
         from . import _core
     except ImportError:
         return None
+    telemetry = sys.modules.get("oddjob.telemetry")
+    if fresh and telemetry is not None:
+        telemetry._push_to(_core)  # handlers attached before it was imported
     return _core
 
 

@@ -382,6 +382,10 @@ class WorkerSupervisor:
         with self._lock:
             return [t for t in self._threads.values() if t.is_alive()]
 
+    def live_workers(self) -> int:
+        """How many workers have started and not yet left: O(1), without the lock."""
+        return len(self._threads)
+
     def workers(self) -> list[Any]:
         """The core Worker objects of the live threads (they say whether they are busy)."""
         with self._lock:

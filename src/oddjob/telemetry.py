@@ -19,11 +19,13 @@ change and pushed to each core, so that emitting never takes a lock.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Hashable, Iterable
+from types import ModuleType
 from typing import Any, NamedTuple
 
-from . import _backend, _core_py
+from . import _core_py
 
 __all__ = ["EVENTS", "Handler", "HandlerInfo", "attach", "detach", "handlers"]
 
@@ -139,11 +141,18 @@ def _install(attached: tuple[HandlerInfo, ...]) -> None:
         for event in info.events:
             grouped.setdefault(event, []).append((info.id, info.handler))
     table = {event: tuple(pairs) for event, pairs in grouped.items()}
-    compiled = _backend.compiled()
-    for core in (_core_py, compiled):
+    # Only cores already imported: attaching must not load the compiled one under
+    # ODDJOB_NO_EXTENSIONS. One imported later gets the table from _backend.compiled().
+    for core in (_core_py, sys.modules.get("oddjob._core")):
         if core is not None:
             core.set_handlers(table, _handler_failed)
     _attached, _table = attached, table
+
+
+def _push_to(core: ModuleType) -> None:
+    """Give a core imported after handlers were attached the current table."""
+    with _lock:
+        core.set_handlers(_table, _handler_failed)
 
 
 def _remove(handler_id: Hashable, handler: Handler | None = None) -> HandlerInfo | None:
