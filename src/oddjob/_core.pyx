@@ -336,8 +336,9 @@ cdef int _job_event(int event, object pool, object fn, object ref, long long wai
             metadata["exception"] = exc
     else:
         measurements = {}
-    return _emit(event, measurements, metadata,
-                 event == EV_JOB_START or event == EV_JOB_STOP or event == EV_JOB_EXCEPTION)
+    # On a worker (every job event but job.cancelled) even a BaseException from a
+    # handler must not lose the worker.
+    return _emit(event, measurements, metadata, event != EV_JOB_CANCELLED)
 
 
 # Stats: how a finished job is counted (Queue._fold).
@@ -672,12 +673,13 @@ cdef class Job:
             oj_unlock(&q._mutex)
             return False
         oj_unlock(&q._mutex)
+        escaped = _notify(self, listeners) if listeners is not None else None
+        # After its waiters and callbacks are released: a handler raising SystemExit &
+        # co must not leave them waiting.
         if now and oj_load_size(&_event_mask) & (1 << EV_JOB_CANCELLED):
             _job_event(EV_JOB_CANCELLED, self.pool, self.function, self.ref, -1, -1, None)
-        if listeners is not None:
-            escaped = _notify(self, listeners)
-            if escaped is not None:
-                raise escaped
+        if escaped is not None:
+            raise escaped
         return True
 
     def result(self, timeout=None):
@@ -1054,6 +1056,7 @@ cdef class Queue:
             raise MemoryError()
         self._cap = INITIAL_CAPACITY
         self._idle_cap = 8
+        self._run_estimate = -1  # no run time measured yet
 
     def __dealloc__(self):
         cdef Py_ssize_t i
@@ -1353,8 +1356,12 @@ cdef class Queue:
             oj_hist_record(self._run_hist, run_ns)
             # A moving average, each sample capped: one job that lost the GIL midway
             # must not have every job timed for a while.
-            self._run_estimate += ((run_ns if run_ns < RUN_SAMPLE_CAP else RUN_SAMPLE_CAP)
-                                   - self._run_estimate) // 8
+            if run_ns > RUN_SAMPLE_CAP:
+                run_ns = RUN_SAMPLE_CAP
+            if self._run_estimate < 0:  # the first sample: nothing to average yet
+                self._run_estimate = run_ns
+            else:
+                self._run_estimate += (run_ns - self._run_estimate) // 8
             self._sample_mask = _sample_mask_for(self._run_estimate)
 
     cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
@@ -1678,12 +1685,11 @@ cdef class Queue:
             oj_track(s.obj)
             _decref(s.obj)
             if not run:
+                escaped = _notify(job, listeners) if listeners is not None else None
                 if dropped and events & (1 << EV_JOB_DROPPED):
                     _job_event(EV_JOB_DROPPED, self.name, job.function, job.ref, -1, -1, None)
-                if listeners is not None:
-                    escaped = _notify(job, listeners)
-                    if escaped is not None:  # a done callback raised SystemExit & co
-                        return (escaped, job.function, False)
+                if escaped is not None:  # a done callback raised SystemExit & co
+                    return (escaped, job.function, False)
                 job = listeners = None  # an idle worker keeps nothing of its last job
                 continue
             context = job._context

@@ -181,7 +181,9 @@ def _job_event(
             metadata["exception"] = exc
     else:
         measurements = {}
-    _emit(event, measurements, metadata, event in (_JOB_START, _JOB_STOP, _JOB_EXCEPTION))
+    # On a worker (every job event but job.cancelled) even a BaseException from a
+    # handler must not lose the worker.
+    _emit(event, measurements, metadata, event != _JOB_CANCELLED)
 
 
 # Stats: how a finished job is counted (Queue._fold).
@@ -563,12 +565,13 @@ class Job(Generic[_T]):
                 now = True
             elif self._state != _CANCELLED:
                 return False
+        escaped = _notify(self, listeners) if listeners is not None else None
+        # After its waiters and callbacks are released: a handler raising SystemExit &
+        # co must not leave them waiting.
         if now and _event_mask & (1 << _JOB_CANCELLED):
             _job_event(_JOB_CANCELLED, self._pool, self._function, self._ref)
-        if listeners is not None:
-            escaped = _notify(self, listeners)
-            if escaped is not None:
-                raise escaped
+        if escaped is not None:
+            raise escaped
         return True
 
     def result(self, timeout: float | timedelta | None = None) -> _T:
@@ -796,12 +799,16 @@ def _drop(queue: Queue, taken: list[_Slot]) -> int:
     dropped = plain = 0
     tell = _event_mask & (1 << _JOB_CANCELLED) and queue._broken is None
     for fn, _args, _kwargs, job, _one_arg, _context, _stamp in taken:
-        try:
-            if job is None:
-                plain += 1
+        if job is None:
+            plain += 1
+            try:
                 if tell:
                     _job_event(_JOB_CANCELLED, queue._name, fn, None)
-                continue
+            except BaseException as exc:
+                if error is None:
+                    error = exc
+            continue
+        try:
             if job._state != _PENDING:
                 continue
             if queue._broken is not None:
@@ -913,7 +920,7 @@ class Queue:
         self._run_hist = Histogram()
         self._pushes = 0
         self._sample_mask = 0  # a push is timed when (_pushes & mask) == 0
-        self._run_estimate = 0  # moving average of sampled run times (ns)
+        self._run_estimate = -1  # moving average of sampled run times (ns); -1: none yet
 
     @property
     def name(self) -> str:
@@ -1336,12 +1343,11 @@ class Queue:
             ref = None if job is None else job._ref
 
             if job is not None and not run:
+                escaped = _notify(job, listeners) if listeners is not None else None
                 if dropped and events & (1 << _JOB_DROPPED):
                     _job_event(_JOB_DROPPED, self._name, fn, ref)
-                if listeners is not None:
-                    escaped = _notify(job, listeners)
-                    if escaped is not None:  # a done callback raised SystemExit & co
-                        return (escaped, fn, False)
+                if escaped is not None:  # a done callback raised SystemExit & co
+                    return (escaped, fn, False)
                 del fn, args, kwargs, job, listeners, context
                 continue
 
@@ -1464,7 +1470,11 @@ class Queue:
             self._run_hist.record(run_ns)
             # A moving average, each sample capped: one job that lost the GIL midway
             # must not have every job timed for a while.
-            self._run_estimate += (min(run_ns, _RUN_SAMPLE_CAP) - self._run_estimate) // 8
+            run_ns = min(run_ns, _RUN_SAMPLE_CAP)
+            if self._run_estimate < 0:  # the first sample: nothing to average yet
+                self._run_estimate = run_ns
+            else:
+                self._run_estimate += (run_ns - self._run_estimate) // 8
             self._sample_mask = _sample_mask_for(self._run_estimate)
 
     def _fail(self, job: Job[Any], exc: BaseException, started: bool) -> bool:

@@ -19,6 +19,7 @@ _TOP_BIT: Final = 47
 BUCKETS: Final = (_TOP_BIT - _SUB_BITS + 2) * _SUB
 _LARGEST: Final = (1 << (_TOP_BIT + 1)) - 1
 _QUANTILES: Final = (0.50, 0.90, 0.99)
+_TOTAL_MASK: Final = (1 << 64) - 1
 
 #: (count, mean, p50, p90, p99, max), the times in seconds.
 Summary = tuple[int, float, float, float, float, float]
@@ -56,7 +57,7 @@ class Histogram:
         ns = max(ns, 0)  # a clock that stepped back: count it as instant
         self._buckets[bucket_of(ns)] += 1
         self.count += 1
-        self.total_ns += ns
+        self.total_ns = (self.total_ns + ns) & _TOTAL_MASK  # wraps as the C total does
         if ns > self.max_ns:
             self.max_ns = ns
 
@@ -77,4 +78,6 @@ class Histogram:
                 found.append(min(value_of(index), self.max_ns) / 1e9)
             if len(found) == len(ranks):
                 break
-        return (count, self.total_ns / count / 1e9, found[0], found[1], found[2], self.max_ns / 1e9)
+        # The total rounded to a double first, as in C, so both cores give the same mean.
+        mean = float(self.total_ns) / float(count) / 1e9
+        return (count, mean, found[0], found[1], found[2], self.max_ns / 1e9)
