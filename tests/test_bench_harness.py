@@ -13,16 +13,34 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 import oddjob
-from oddjob import _bench, _bench_backpressure, _bench_peers, _bench_scaling
+from oddjob import (
+    _bench,
+    _bench_backpressure,
+    _bench_observability,
+    _bench_peers,
+    _bench_scaling,
+    telemetry,
+)
 from oddjob._bench_report import MODE_TITLES
 
 # Tiny runs: every workload, mode and peer is measured, each a couple of times.
-# The backpressure section has a test of its own: the others leave it out.
-TINY = ["bench", "--quick", "--jobs", "200", "--repeat", "1", "--no-backpressure"]
+# The backpressure and observability sections have tests of their own: the others leave
+# them out.
+TINY = [
+    "bench",
+    "--quick",
+    "--jobs",
+    "200",
+    "--repeat",
+    "1",
+    "--no-backpressure",
+    "--no-observability",
+]
 # pebble's close() + join() polls every 0.1 s: left out of the quick tests.
 QUICK_PEERS = ["oddjob", "tpe", "threadpool", "asyncio", "loop"]
 PEER_NAMES = {
@@ -168,6 +186,65 @@ def test_backpressure_section_has_every_row_and_json_key(tmp_path: Path) -> None
 def test_backpressure_runs_by_default() -> None:
     assert _bench_backpressure.wanted(None) is True
     assert _bench_backpressure.wanted(False) is False
+
+
+def test_observability_section_has_every_row_and_json_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+
+    def handler(event: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
+        events.append(event)
+
+    monkeypatch.setattr(_bench_observability, "_noop_handler", handler)
+    path = tmp_path / "bench.json"
+    table = run_bench(
+        "--workloads", "noop", "--peers", "oddjob", "--observability", "--json", str(path)
+    )
+
+    assert "Observability (v2; pool size 5, median of 1)" in table
+    for pattern in (
+        r"no-op perform, 200 jobs: no telemetry handler [\d,]+/s, a no-op handler on "
+        r"job.stop [\d,]+/s \([\d.]+x; target >= 0.50x(, MISSED)?\)",
+        r"no-op async_perform_many\+await_many, 200 jobs: no telemetry handler [\d,]+/s, "
+        r"a no-op handler on job.stop [\d,]+/s \([\d.]+x; target >= 0.50x(, MISSED)?\)",
+        r"stats\(\) with 4,000 jobs queued: [\d.]+ µs a call \(p99 [\d.]+ µs; with none "
+        r"queued [\d.]+ µs; median of 2,000 calls, each timed alone; target <= 20 µs"
+        r"(, MISSED)?\)",
+        r"pool\(name\).jobs, the same queue, for contrast: [\d.,]+ ms a snapshot",
+    ):
+        assert re.search(pattern, table), (pattern, table)
+    # The handler ran on every job of the runs with it (a warm-up and one timed run of
+    # each mode, 200 jobs each, besides the jobs that start the pools), and was detached.
+    assert len(events) >= 4 * 200
+    assert set(events) == {"job.stop"}
+    assert _bench_observability.HANDLER_ID not in [h.id for h in telemetry.handlers()]
+
+    data = json.loads(path.read_text(encoding="utf-8"))["observability"]
+    assert (data["repeat"], data["pool_size"]) == (1, 5)
+    measured = data["telemetry"]
+    assert measured["handler_event"] == "job.stop"
+    assert measured["target_handler_over_none"] == 0.5
+    for mode in ("perform", "async_many"):
+        assert set(measured[mode]["jobs_per_second"]) == {"none", "handler"}
+        assert all(v > 0 for v in measured[mode]["jobs_per_second"].values())
+        assert measured[mode]["handler_over_none"] > 0
+    stats = data["stats_us"]
+    assert (stats["queued_jobs"], stats["calls_per_run"], stats["target"]) == (4000, 2000, 20.0)
+    assert 0 < stats["median"] <= stats["p99"]
+    assert stats["median_none_queued"] > 0
+    snapshot = data["jobs_snapshot_ms"]
+    assert snapshot["queued_jobs"] == 4000
+    assert snapshot["median"] > 0
+
+
+def test_observability_runs_by_default_on_a_queue_of_200000() -> None:
+    assert _bench_observability.wanted(None) is True
+    assert _bench_observability.wanted(False) is False
+    assert _bench_observability.queued_jobs(10_000) == 200_000  # --quick
+    assert _bench_observability.queued_jobs(50_000) == 200_000
+    assert _bench_observability.queued_jobs(200) == 4_000
+    assert _bench_observability.queued_jobs(1) == 1_000
 
 
 def test_scaling_runs_by_default_only_without_the_gil() -> None:

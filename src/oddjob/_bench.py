@@ -45,6 +45,12 @@ What is measured
   with copy_context on against off, and the bytes per queued job of each; the round
   trip of ``await aio.run`` against ``await loop.run_in_executor(ThreadPoolExecutor)``.
 
+  Observability (on by default; --no-observability skips it): no-op perform, and
+  async_perform_many + await_many, with no telemetry handler against one no-op handler
+  on job.stop (target: at least 0.50x); how long stats() takes on a pool with 200,000
+  jobs queued behind blocked workers (median call; target: at most 20 µs), and
+  pool(name).jobs on the same queue for contrast.
+
 How it is timed
   - time.perf_counter, around the library calls alone; a fresh pool for every run,
     all of whose threads have run a job (pool-size jobs that wait for one another)
@@ -88,6 +94,8 @@ import oddjob
 from . import _backend
 from ._bench_backpressure import BackpressureResult, backpressure_lines, measure_backpressure
 from ._bench_backpressure import wanted as backpressure_wanted
+from ._bench_observability import ObservabilityResult, measure_observability, observability_lines
+from ._bench_observability import wanted as observability_wanted
 from ._bench_peers import (
     GC_OFF_WHILE_TIMING,
     SLEEP_JOB_SECONDS,
@@ -522,6 +530,7 @@ def write_json(
     seconds: float,
     scaling: ScalingResult | None = None,
     backpressure: BackpressureResult | None = None,
+    observability: ObservabilityResult | None = None,
 ) -> None:
     async_cell = next((c for c in cells if c.mode == "async_each"), None)
     described = {
@@ -552,6 +561,8 @@ def write_json(
         data["scaling"] = scaling.to_json()
     if backpressure is not None:
         data["backpressure"] = backpressure.to_json()
+    if observability is not None:
+        data["observability"] = observability.to_json()
     with open(path, "w", encoding="utf-8") as file:
         json.dump(data, file, indent=2)
         file.write("\n")
@@ -642,6 +653,12 @@ def parser() -> argparse.ArgumentParser:
         help="measure a bounded queue against an unbounded one, how soon a blocked "
         "producer resumes, copy_context's cost and aio.run's round trip (default: on)",
     )
+    bench.add_argument(
+        "--observability",
+        action=argparse.BooleanOptionalAction,
+        help="measure what a telemetry handler costs no-op jobs, and stats() beside "
+        "pool(name).jobs on a pool with 200,000 jobs queued (default: on)",
+    )
     return parser
 
 
@@ -717,6 +734,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             settings.jobs, settings.repeat, settings.pool_size, progress=sys.stderr
         )
         lines += ["", *backpressure_lines(backpressure)]
+    observability: ObservabilityResult | None = None
+    if observability_wanted(args.observability):
+        observability = measure_observability(
+            settings.jobs, settings.repeat, settings.pool_size, progress=sys.stderr
+        )
+        lines += ["", *observability_lines(observability)]
     seconds = time.monotonic() - started
     print("", FOOTNOTE, "", *lines, f"({seconds:.0f} s in all)", sep="\n", file=out)
     if failures:
@@ -724,7 +747,16 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
 
     if settings.json:
         write_json(
-            settings.json, results, failures, env, settings, cells, seconds, scaling, backpressure
+            settings.json,
+            results,
+            failures,
+            env,
+            settings,
+            cells,
+            seconds,
+            scaling,
+            backpressure,
+            observability,
         )
         print(f"results written to {settings.json}", file=out)
     if settings.plot:
