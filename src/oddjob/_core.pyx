@@ -240,8 +240,9 @@ cdef enum:
     # Events that need the job timed (its queue wait and duration).
     TIMED_EVENTS = (1 << EV_JOB_START) | (1 << EV_JOB_STOP) | (1 << EV_JOB_EXCEPTION)
 
-_EVENT_NAMES = ("job.start", "job.stop", "job.exception", "job.cancelled", "job.dropped",
-                "queue.full")
+# A C global: indexed on every event, never looked up in the module's dict.
+cdef tuple _EVENT_NAMES = ("job.start", "job.stop", "job.exception", "job.cancelled",
+                           "job.dropped", "queue.full")
 CORE_EVENTS = frozenset(_EVENT_NAMES)
 
 # Bit i set: event i has handlers. Read (relaxed) on the hot path: with no handler
@@ -619,10 +620,7 @@ cdef class Job:
 
     @property
     def ref(self):
-        # In Python ints: a C shift would overflow past 2**24 queues.
-        if self._queue is None:  # never initialised (Job.__new__(Job))
-            return 0
-        return (int(self._queue._serial) << REF_SHIFT) | self._ref
+        return _ref_of(self)
 
     @property
     def args(self):
@@ -677,7 +675,7 @@ cdef class Job:
         # After its waiters and callbacks are released: a handler raising SystemExit &
         # co must not leave them waiting.
         if now and oj_load_size(&_event_mask) & (1 << EV_JOB_CANCELLED):
-            _job_event(EV_JOB_CANCELLED, self.pool, self.function, self.ref, -1, -1, None)
+            _job_event(EV_JOB_CANCELLED, self.pool, self.function, _ref_of(self), -1, -1, None)
         if escaped is not None:
             raise escaped
         return True
@@ -814,6 +812,17 @@ cdef class Job:
             waiter.consume()
         waiter.in_use = False
         return removed
+
+
+cdef object _ref_of(Job job):
+    # Computed in C while it fits in 64 bits (the first 2**24 queues); past that, in
+    # Python ints.
+    if job._queue is None:  # never initialised (Job.__new__(Job))
+        return 0
+    cdef unsigned long long serial = job._queue._serial
+    if serial < (1ULL << (64 - REF_SHIFT)):
+        return (serial << REF_SHIFT) | job._ref
+    return (int(serial) << REF_SHIFT) | job._ref
 
 
 cdef inline bint _failed(Job job) noexcept:
@@ -1687,7 +1696,7 @@ cdef class Queue:
             if not run:
                 escaped = _notify(job, listeners) if listeners is not None else None
                 if dropped and events & (1 << EV_JOB_DROPPED):
-                    _job_event(EV_JOB_DROPPED, self.name, job.function, job.ref, -1, -1, None)
+                    _job_event(EV_JOB_DROPPED, self.name, job.function, _ref_of(job), -1, -1, None)
                 if escaped is not None:  # a done callback raised SystemExit & co
                     return (escaped, job.function, False)
                 job = listeners = None  # an idle worker keeps nothing of its last job
@@ -1704,7 +1713,7 @@ cdef class Queue:
                     if s.stamp:
                         wait_ns = started_ns - s.stamp
                 if events & (1 << EV_JOB_START):
-                    _job_event(EV_JOB_START, self.name, job.function, job.ref, wait_ns, -1,
+                    _job_event(EV_JOB_START, self.name, job.function, _ref_of(job), wait_ns, -1,
                                None)
                 if job._one_arg:
                     result = job.function(job._args)
@@ -1716,13 +1725,13 @@ cdef class Queue:
                     run_ns = oj_clock_ns() - started_ns
                 # Before the result is published: whoever awaits it sees the event done.
                 if events & (1 << EV_JOB_STOP):
-                    _job_event(EV_JOB_STOP, self.name, job.function, job.ref, wait_ns, run_ns,
+                    _job_event(EV_JOB_STOP, self.name, job.function, _ref_of(job), wait_ns, run_ns,
                                None)
             except BaseException as exc:
                 if timed and run_ns < 0:
                     run_ns = oj_clock_ns() - started_ns
                 if events & (1 << EV_JOB_EXCEPTION):
-                    _job_event(EV_JOB_EXCEPTION, self.name, job.function, job.ref, wait_ns,
+                    _job_event(EV_JOB_EXCEPTION, self.name, job.function, _ref_of(job), wait_ns,
                                run_ns, exc)
                 if context is not None:
                     PyContext_Exit(context)
