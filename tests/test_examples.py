@@ -28,6 +28,7 @@ def load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return module
 
 
+@pytest.mark.slow  # needs the plot extra (matplotlib): CI installs it for the slow run
 def test_stats_over_time_draws_its_three_panels(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
