@@ -162,6 +162,17 @@ def join_all(threads: Iterable[threading.Thread], timeout: float = WAIT) -> None
     assert not alive, f"threads still alive after {timeout}s: {alive}"
 
 
+def in_thread_that_exits(fn: Callable[[], Any]) -> Any:
+    """Run fn in a fresh thread, wait for that thread to end, return what fn returned
+    (the thread is then a dead owner: its queued async jobs are dropped)."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn()), name="test-owner")
+    t.start()
+    join_all([t])
+    assert out, "the owner thread failed"
+    return out[0]
+
+
 def run_threads(target: Callable[[int], Any], n: int, timeout: float = WAIT) -> None:
     """Run target(0) .. target(n - 1) in n threads at once; join them with a bound and
     re-raise the first exception any of them raised."""

@@ -17,7 +17,7 @@ import pytest
 
 import oddjob
 import support
-from support import WAIT, Recorder, block_workers, join_all
+from support import WAIT, Recorder, block_workers, in_thread_that_exits, join_all
 
 JOB_EVENTS = ("job.start", "job.stop", "job.exception")
 
@@ -388,15 +388,6 @@ def test_stop_cancel_pending_emits_job_cancelled_for_every_queued_job(core, make
     pool.join(time.monotonic() + WAIT)
     assert oddjob.await_(blocker, timeout=WAIT) == "blocker 0"
     assert len(events.items) == 7  # nothing started after the stop
-
-
-def in_thread_that_exits(fn: Callable[[], Any]) -> Any:
-    out = []
-    t = threading.Thread(target=lambda: out.append(fn()), name="test-owner")
-    t.start()
-    join_all([t])
-    assert out, "the owner thread failed"
-    return out[0]
 
 
 def test_job_dropped_when_the_owner_thread_died_before_the_job_started(core, make_pool, events):

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 import oddjob
 import support
 from oddjob import _backend
-from support import WAIT, Recorder, block_workers, join_all, run_threads
+from support import WAIT, Recorder, block_workers, in_thread_that_exits, join_all, run_threads
 
 
 @dataclass(frozen=True)
@@ -504,15 +504,6 @@ def test_rejected_counts_a_worker_refused_a_wait_on_its_own_full_queue(core, mak
     s = read(name)
     assert (s.rejected, s.submitted, s.completed) == (1, 3, 3)
     assert_settled(s)
-
-
-def in_thread_that_exits(fn: Callable[[], Any]) -> Any:
-    out = []
-    t = threading.Thread(target=lambda: out.append(fn()), name="test-owner")
-    t.start()
-    join_all([t])
-    assert out, "the owner thread failed"
-    return out[0]
 
 
 def test_dropped_counts_queued_async_jobs_of_an_owner_thread_that_died(core, make_pool):

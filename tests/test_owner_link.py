@@ -8,17 +8,7 @@ from concurrent.futures import CancelledError
 import pytest
 
 import oddjob
-from support import WAIT, Recorder, block_workers, gate, join_all
-
-
-def in_thread_that_exits(fn):
-    """Run fn in a fresh thread, wait for that thread to end, return what fn returned."""
-    out = []
-    t = threading.Thread(target=lambda: out.append(fn()), name="test-owner")
-    t.start()
-    join_all([t])
-    assert out, "the owner thread failed"
-    return out[0]
+from support import WAIT, Recorder, block_workers, gate, in_thread_that_exits, join_all
 
 
 def test_queued_async_jobs_of_a_dead_owner_thread_are_dropped(make_pool):
