@@ -355,6 +355,30 @@ def test_a_broken_pool_lets_running_jobs_finish(make_pool, oddjob_log):
     support.join_all(oddjob.workers(name))
 
 
+def test_a_broken_pool_says_how_many_queued_jobs_it_dropped(make_pool, oddjob_log):
+    queued = gate()
+
+    def init() -> None:
+        queued.wait(WAIT)  # fail once the jobs are in: none of them can have run
+        raise OSError("the database refuses connections")
+
+    name = support.new_name()
+    oddjob.start_link(name, pool_size=1, max_restarts=2, max_seconds=60, initializer=init)
+    for _ in range(3):
+        oddjob.perform(name, print, "never printed")
+    async_job = oddjob.async_perform(name, print, "never printed either")
+    queued.set()
+    with pytest.raises(oddjob.PoolBrokenError):
+        oddjob.await_(async_job, WAIT)
+    (record,) = oddjob_log.wait_for(lambda r: "queued jobs dropped" in r.getMessage())
+    assert record.levelno == logging.ERROR
+    assert record.getMessage() == f"pool {name!r} is broken: 4 queued jobs dropped"
+    pool = oddjob.whereis(name)
+    assert pool is not None
+    stats = pool.stats()
+    assert (stats.failed, stats.completed, stats.queued, stats.submitted) == (4, 0, 0, 4)
+
+
 def test_initializer_failures_are_retried_with_backoff_not_spun(make_pool, oddjob_log):
     attempts = Recorder()
 

@@ -361,7 +361,9 @@ class WorkerSupervisor:
             self.options.max_seconds,
             exc_info=(type(exc), exc, exc.__traceback__),
         )
-        self._queue.close(False, exc)
+        dropped = self._queue.close(False, exc)
+        if dropped:  # fire-and-forget ones have nobody to tell: say how many there were
+            logger.error("pool %r is broken: %d queued jobs dropped", self.pool, dropped)
         with self._changed:
             self._changed.notify_all()
         telemetry._emit("pool.broken", {}, {"pool": self.pool, "exception": exc}, on_worker=True)
