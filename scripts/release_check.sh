@@ -158,7 +158,8 @@ with tarfile.open(path) as tar:
 required = ["PKG-INFO", "pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE",
             "CHANGELOG.md", "src/oddjob/_version.py", "src/oddjob/py.typed",
             "src/oddjob/_core.pyx", "src/oddjob/_core.pxd", "src/oddjob/_core.pyi",
-            "src/oddjob/_core_py.py", "tests/conftest.py", "scripts/check_wheel.py"]
+            "src/oddjob/_core_py.py", "src/oddjob/_lock.h", "src/oddjob/_stats.h",
+            "tests/conftest.py", "scripts/check_wheel.py"]
 forbidden = ["*.so", "*.pyd", "*.dylib", "*.py[cod]", "*/__pycache__/*", "src/oddjob/_core.c",
              "build/*", "dist/*", ".git/*"]
 problems = [f"missing {r}" for r in required if r not in names]
