@@ -72,12 +72,15 @@ class Events(Recorder):
         """Wait until at least n events called ``name`` are recorded; return them."""
         deadline = time.monotonic() + timeout
         while True:
-            found = self.named(name)
+            # One snapshot for both the check and the count waited past: an event that
+            # lands in between must end the wait, not be waited for again.
+            seen = list(self.items)
+            found = [e for e in seen if e.event == name]
             if len(found) >= n:
                 return found
             left = deadline - time.monotonic()
-            assert left > 0, f"expected {n} {name} events within {timeout}s, got {self.items}"
-            self.wait_for_count(len(self) + 1, left)
+            assert left > 0, f"expected {n} {name} events within {timeout}s, got {seen}"
+            self.wait_for_count(len(seen) + 1, left)
 
 
 @pytest.fixture
