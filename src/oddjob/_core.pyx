@@ -1205,6 +1205,7 @@ cdef class Queue:
         cdef RoomTicket mine = ticket
         cdef double deadline = 0.0, left
         cdef int got
+        cdef Py_ssize_t queued
         cdef bint checked = False
         if n > self._max:
             self._rejected += n
@@ -1227,10 +1228,11 @@ cdef class Queue:
                 return 1
             if self._raise_when_full:
                 self._rejected += n
+                queued = self._count  # read under the mutex, for the message
                 oj_unlock(&self._mutex)
                 self._tell_full(n)
                 raise QueueFullError(
-                    f"pool {self.name!r} is full: {self._count} jobs queued "
+                    f"pool {self.name!r} is full: {queued} jobs queued "
                     f"(max_queue={self._max}, on_full='raise')")
             if not checked and (mine is None or not mine.queued):
                 # About to wait (a blocked thread, or an oddjob.aio ticket joining the
@@ -1707,6 +1709,7 @@ cdef class Queue:
                 if job._shared_context:
                     context = PyContext_Copy(context)
                 PyContext_Enter(context)
+            error = None
             try:
                 if timed:
                     started_ns = oj_clock_ns()
@@ -1748,13 +1751,18 @@ cdef class Queue:
                 self._fold(OUTCOME_FAILED, wait_ns, run_ns)
                 oj_unlock(&self._mutex)
                 tb = None  # the Job holds it: the idle worker must not keep it alive
+                error = exc
+            if error is not None:
+                # Outside the except block: once published, an awaiting thread may
+                # re-raise the exception (setting its traceback) while this one runs
+                # the callbacks, whose try would read it as the exception being handled.
                 if listeners is not None:
                     escaped = _notify(job, listeners)
                     if escaped is not None:
                         return (escaped, job.function, False)
                 if crash:
-                    return (exc, job.function, True)
-                job = listeners = None
+                    return (error, job.function, True)
+                job = listeners = error = None
                 continue
             if context is not None:
                 PyContext_Exit(context)
