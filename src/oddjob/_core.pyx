@@ -389,6 +389,11 @@ cdef class Histogram:
 cdef tuple _summary(oj_hist_t *h):
     cdef double out[6]
     oj_hist_summary(h, out)
+    return _summary_tuple(out)
+
+
+cdef inline tuple _summary_tuple(const double *out):
+    # (count, mean, p50, p90, p99, max) from oj_hist_summary's array.
     return (<unsigned long long>out[0], out[1], out[2], out[3], out[4], out[5])
 
 
@@ -1994,8 +1999,7 @@ cdef class Queue:
         oj_hist_summary(self._run_hist, run)
         oj_unlock(&self._mutex)
         return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10],
-                (<unsigned long long>wait[0], wait[1], wait[2], wait[3], wait[4], wait[5]),
-                (<unsigned long long>run[0], run[1], run[2], run[3], run[4], run[5]))
+                _summary_tuple(wait), _summary_tuple(run))
 
     def __len__(self):
         """Number of queued jobs (cancelled async jobs count until a worker skips them)."""

@@ -1129,16 +1129,25 @@ class Queue:
 
     def _stamp(self) -> int:
         """The time a push of one job is queued if its queue wait is to be measured,
-        else 0 (see _stamps)."""
-        return self._stamps(1)[0]
+        else 0 (see _sample)."""
+        first, mask = self._sample(1)
+        return 0 if first & mask else monotonic_ns()
 
     def _stamps(self, n: int) -> list[int]:
-        # As the compiled core's _stamp: job i of the push is measured when
+        """The same for each job of a push of n."""
+        first, mask = self._sample(n)
+        if (-first) & mask >= n:
+            return [0] * n
+        now = monotonic_ns()
+        return [0 if (first + i) & mask else now for i in range(n)]
+
+    def _sample(self, n: int) -> tuple[int, int]:
+        # As the compiled core's _stamp: job i of a push of n is measured when
         # ((first + i) & mask) == 0, each job counting once; mask from
         # _sample_mask_for, 0 while a handler wants every job timed. Into a deep queue
         # (a big batch makes one) at most one job in 16 is: consecutive jobs there wait
-        # alike, and a burst into a fresh pool comes before any run time is known. Read before the
-        # lock is taken: a racy count only skews which pushes are sampled.
+        # alike, and a burst into a fresh pool comes before any run time is known.
+        # Read before the lock is taken: a racy count only skews which are sampled.
         first = self._pushes
         self._pushes = first + n
         mask = self._sample_mask
@@ -1146,10 +1155,7 @@ class Queue:
             mask |= 15
         if _event_mask & _TIMED_EVENTS:
             mask = 0
-        if (-first) & mask >= n:
-            return [0] * n
-        now = monotonic_ns()
-        return [0 if (first + i) & mask else now for i in range(n)]
+        return first, mask
 
     @staticmethod
     def _restamp(slots: list[_Slot]) -> list[_Slot]:
