@@ -115,10 +115,18 @@ def until(predicate: Callable[[], object], what: str) -> None:
         time.sleep(0.001)
 
 
-def test_core_events_names_the_six_events(core):
+def test_core_events_names_the_seven_events(core):
     assert (
         frozenset(
-            {"job.start", "job.stop", "job.exception", "job.cancelled", "job.dropped", "queue.full"}
+            {
+                "job.start",
+                "job.stop",
+                "job.exception",
+                "job.cancelled",
+                "job.dropped",
+                "queue.full",
+                "job.expired",
+            }
         )
         == core.CORE_EVENTS
     )

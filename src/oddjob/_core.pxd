@@ -34,6 +34,7 @@ cdef struct Slot:
     PyObject *obj       # an async job's Job (SLOT_JOB), else its Context or NULL
     long long stamp     # oj_clock_ns() when queued, if this job is timed; else 0
     int flags
+    int runs            # a fire-and-forget retry's runs so far (in the padding: still 48 B)
 
 
 @cython.final
@@ -87,17 +88,20 @@ cdef class Job:
     cdef readonly object pool
     cdef readonly object function
     cdef object _args          # the args tuple, or the single item when _one_arg
-    cdef bint _one_arg
     cdef object _kwargs
     cdef unsigned long _owner
     cdef unsigned long long _ref
     cdef Queue _queue
     cdef Owner _owner_token
-    cdef int _state
     cdef object _result     # the result; once _exception is set, its own traceback
     cdef object _exception
     cdef list _listeners    # Waiters and done callbacks; None until there is one
     cdef object _context    # the contextvars.Context it runs in, or None: the worker's own
+    # The 4-byte fields together, so that none is padded to 8 (a Job stays in the
+    # allocator's 160-byte size class).
+    cdef int _state
+    cdef int _attempts      # runs started so far (retries included)
+    cdef bint _one_arg
     cdef bint _shared_context  # _context is its batch's: run in a copy of it
     cdef bint _retrieved    # its outcome was read (else a failure is logged at collection)
 
@@ -107,6 +111,18 @@ cdef class Job:
     cdef bint _unwait(self, Waiter waiter) except? -1
     cdef object _outcome(self)
     cdef inline Queue _q(self)
+
+
+@cython.final
+cdef class _Retrying:
+    # A fire-and-forget job waiting out its retry backoff (an async job waits as its Job).
+    cdef object fn
+    cdef object args
+    cdef object kwargs
+    cdef object context
+    cdef int flags
+    cdef int runs
+    cdef object error       # the last run's exception, its traceback dropped
 
 
 @cython.final
@@ -142,6 +158,23 @@ cdef class Queue:
     cdef unsigned long long _pushes
     cdef unsigned long long _sample_mask  # a push is timed when (_pushes & mask) == 0
     cdef long long _run_estimate  # moving average of sampled run times (ns)
+    # max_queue_time: a job that waited longer when a worker reaches it expires (-1: never).
+    cdef long long _max_wait_ns
+    cdef bint _gated  # a rate limit or max_queue_time: a worker reads the clock per job
+    # rate_limit (count, per): the last count start times, oldest at _rate_pos; NULL: none.
+    cdef long long *_rate_ring
+    cdef Py_ssize_t _rate_count
+    cdef Py_ssize_t _rate_pos
+    cdef long long _rate_per_ns
+    cdef PyObject *_rate_waiter  # the one worker sleeping until the next start is allowed
+    # retry: runs a job gets in all (1: no retry), the exceptions retried, and the hook
+    # that sets the backoff timer (which calls requeue); jobs waiting out a backoff.
+    cdef Py_ssize_t _retry_attempts
+    cdef object _retry_on
+    cdef object _retry_later
+    cdef object _retry_forget  # called with (queue, job) when a waiting retry is cancelled
+    cdef set _retrying       # Jobs and _Retrying records (hashed by identity)
+    cdef Py_ssize_t _retry_waiting
 
     cdef int _reserve(self, Py_ssize_t extra) noexcept nogil
     cdef inline Slot *_tail(self) noexcept nogil
@@ -160,11 +193,27 @@ cdef class Queue:
     cdef list _release_line(self)
     cdef inline object _capture(self)
     cdef int _fail(self, Job job, object exc, bint started) except -1
+    cdef int _fail_taken(self, Slot *taken, Py_ssize_t n, object exc) except -1
+    cdef object _finish(self, item, bint ok, value, long long wait_ns, long long run_ns,
+                        bint retry)
     cdef inline long long _stamp(self, Py_ssize_t n, unsigned long long *first,
                                  unsigned long long *mask) noexcept
     cdef inline void _fold(self, int outcome, long long wait_ns, long long run_ns) noexcept
+    cdef int _rate_wait(self, Worker worker, Slot *s, long long now, long long *due) noexcept
+    cdef object _expire(self, Worker worker, Slot *s, long long waited, Py_ssize_t events)
+    cdef bint _retryable(self, Py_ssize_t runs, object exc) except -1
+    cdef void _hold_retry(self, object item) noexcept
+    cdef int _schedule_retry(self, object item, Py_ssize_t runs, object exc, object fn,
+                             object ref) except -1
+    cdef int _retry_failed(self, object item, object exc, bint unscheduled) except -1
+    cdef int _wake_if_drained(self) except -1
+    cdef void _forget_retry(self, object item) noexcept
+    cdef void _release_rate_waiter(self) noexcept
+    cdef object _settle_retries(self, set items, bint forget)
     cdef int _count_rejected(self, Py_ssize_t n) except -1
     cdef int _tell_full(self, Py_ssize_t n) except -1
+    cdef inline Slot *_put(self, PyObject *fn, PyObject *args, PyObject *kwargs,
+                           PyObject *obj, int flags, long long stamp) noexcept
     cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
                              PyObject *obj, int flags, long long stamp) noexcept
     cdef inline void _unlock_and_wake(self) noexcept

@@ -25,6 +25,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.object cimport PyObject
 from cpython.pythread cimport (
+    NOWAIT_LOCK,
     WAIT_LOCK,
     PY_LOCK_ACQUIRED,
     PY_LOCK_INTR,
@@ -45,8 +46,9 @@ from datetime import timedelta
 from time import monotonic
 from types import GenericAlias
 
-from oddjob._failures import log_job_error
-from oddjob._errors import PoolBrokenError, PoolNotFoundError, QueueFullError, _NoRoom
+from oddjob._failures import describe_call, log_job_error
+from oddjob._errors import (
+    JobExpiredError, PoolBrokenError, PoolNotFoundError, QueueFullError, _NoRoom)
 
 
 cdef extern from *:
@@ -85,6 +87,8 @@ cdef extern from *:
     #define oj_set_state(p, v) _Py_atomic_store_int_release((p), (v))
     #define oj_load_flag(p) _Py_atomic_load_int_relaxed(p)
     #define oj_set_flag(p, v) _Py_atomic_store_int_relaxed((p), (v))
+    #define oj_load_int(p) _Py_atomic_load_int_relaxed(p)
+    #define oj_set_int(p, v) _Py_atomic_store_int_relaxed((p), (v))
     #define oj_load_size(p) _Py_atomic_load_ssize_relaxed(p)
     #define oj_set_size(p, v) _Py_atomic_store_ssize_relaxed((p), (v))
     #define oj_dec_size(p) _Py_atomic_add_ssize((p), -1)
@@ -94,6 +98,8 @@ cdef extern from *:
     #define oj_set_state(p, v) (*(p) = (v))
     #define oj_load_flag(p) (*(p))
     #define oj_set_flag(p, v) (*(p) = (v))
+    #define oj_load_int(p) (*(p))
+    #define oj_set_int(p, v) (*(p) = (v))
     #define oj_load_size(p) (*(p))
     #define oj_set_size(p, v) (*(p) = (v))
     static inline Py_ssize_t oj_dec_size(Py_ssize_t *p) { return (*p)--; }
@@ -104,6 +110,8 @@ cdef extern from *:
     void oj_set_state(int *, int) nogil
     bint oj_load_flag(bint *) nogil
     void oj_set_flag(bint *, bint) nogil
+    int oj_load_int(int *) nogil
+    void oj_set_int(int *, int) nogil
     Py_ssize_t oj_load_size(Py_ssize_t *) nogil
     void oj_set_size(Py_ssize_t *, Py_ssize_t) nogil
     Py_ssize_t oj_dec_size(Py_ssize_t *) nogil  # returns the value before
@@ -116,6 +124,7 @@ cdef extern from "Python.h":
     void _decref "Py_DECREF"(PyObject *)
     void _xdecref "Py_XDECREF"(PyObject *)
     long long PY_TIMEOUT_MAX
+    long long LLONG_MIN
     PyLockStatus PyThread_acquire_lock_timed(
         PyThread_type_lock, long long microseconds, int intr_flag) nogil
     unsigned long PyThread_get_thread_ident() nogil
@@ -166,6 +175,10 @@ if oj_lock_init(&_serial_lock) != 0:
     raise MemoryError("cannot initialise a lock")
 _STATE_NAMES = ("pending", "running", "finished", "cancelled")
 _REPLACING = "; replacing its worker"
+
+
+cdef inline str _attempts_note(Py_ssize_t runs):
+    return "" if runs <= 1 else f" on attempt {runs}, its last"
 # An int timeout above this is forever (threading.TIMEOUT_MAX is about 9.2e9 seconds).
 cdef object _FOREVER_INT = 2**62
 
@@ -237,12 +250,13 @@ cdef enum:
     EV_JOB_CANCELLED = 3
     EV_JOB_DROPPED = 4
     EV_QUEUE_FULL = 5
+    EV_JOB_EXPIRED = 6
     # Events that need the job timed (its queue wait and duration).
     TIMED_EVENTS = (1 << EV_JOB_START) | (1 << EV_JOB_STOP) | (1 << EV_JOB_EXCEPTION)
 
 # A C global: indexed on every event, never looked up in the module's dict.
 cdef tuple _EVENT_NAMES = ("job.start", "job.stop", "job.exception", "job.cancelled",
-                           "job.dropped", "queue.full")
+                           "job.dropped", "queue.full", "job.expired")
 CORE_EVENTS = frozenset(_EVENT_NAMES)
 
 # Bit i set: event i has handlers. Read (relaxed) on the hot path: with no handler
@@ -328,7 +342,7 @@ cdef inline object _seconds_or_none(long long ns):
 cdef int _job_event(int event, object pool, object fn, object ref, long long wait_ns,
                     long long run_ns, object exc) except -1:
     metadata = {"pool": pool, "function": fn, "ref": ref}
-    if event == EV_JOB_START:
+    if event == EV_JOB_START or event == EV_JOB_EXPIRED:
         measurements = {"queue_wait": _seconds_or_none(wait_ns)}
     elif event == EV_JOB_STOP or event == EV_JOB_EXCEPTION:
         measurements = {"duration": _seconds_or_none(run_ns),
@@ -347,6 +361,7 @@ cdef enum:
     OUTCOME_NONE = 0
     OUTCOME_COMPLETED = 1
     OUTCOME_FAILED = 2
+    OUTCOME_RETRIED = 3  # the run failed and the job waits for another
 
 
 cdef inline unsigned long long _sample_mask_for(long long run_ns) noexcept nogil:
@@ -643,6 +658,11 @@ cdef class Job:
     def async_(self):
         return True
 
+    @property
+    def attempts(self):
+        """How many times the job has started (a retry runs it again)."""
+        return oj_load_int(&self._attempts)
+
     def done(self):
         return oj_load_state(&self._state) >= FINISHED
 
@@ -663,19 +683,28 @@ cdef class Job:
         cdef Queue q = self._queue
         cdef list listeners = None
         cdef bint now = False
+        cdef bint was_retrying = False
         oj_lock(&q._mutex)
         if self._state == PENDING:
             oj_set_state(&self._state, CANCELLED)
             listeners = self._listeners
             self._listeners = None
             q._cancelled += 1
-            if queued:
+            if q._retry_waiting and self in q._retrying:
+                # Waiting out a retry's backoff, not in the ring: its timer finds it gone.
+                q._retrying.discard(self)  # self is referenced: nothing freed here
+                q._retry_waiting -= 1
+                was_retrying = True
+            elif queued:
                 q._cancelled_waiting += 1
             now = True
         elif self._state != CANCELLED:
             oj_unlock(&q._mutex)
             return False
         oj_unlock(&q._mutex)
+        if was_retrying:
+            q._wake_if_drained()
+            q._forget_retry(self)
         escaped = _notify(self, listeners) if listeners is not None else None
         # After its waiters and callbacks are released: a handler raising SystemExit &
         # co must not leave them waiting.
@@ -965,6 +994,17 @@ cdef void _release_refs(PyObject **refs, Py_ssize_t n) noexcept:
     PyMem_RawFree(refs)
 
 
+cdef void _count_plain(Queue q, Py_ssize_t plain) noexcept:
+    # Fire-and-forget jobs dropped by close() have no Job to count them: cancelled, or
+    # failed with the pool.
+    oj_lock(&q._mutex)
+    if q._broken is not None:
+        q._failed += plain
+    else:
+        q._cancelled += plain
+    oj_unlock(&q._mutex)
+
+
 cdef object _drop(Queue q, Slot *taken, Py_ssize_t n):
     """Without the mutex: settle dropped async jobs (cancelled, or failed with
     PoolBrokenError once q is broken), release every reference, and return how many
@@ -1002,13 +1042,7 @@ cdef object _drop(Queue q, Slot *taken, Py_ssize_t n):
             dropped += 1
             if escaped is None:
                 escaped = exc
-    # Fire-and-forget jobs have no Job to count them: cancelled, or failed with the pool.
-    oj_lock(&q._mutex)
-    if q._broken is not None:
-        q._failed += plain
-    else:
-        q._cancelled += plain
-    oj_unlock(&q._mutex)
+    _count_plain(q, plain)
     dropped += plain
     for i in range(n):
         _xdecref(taken[i].fn)
@@ -1019,6 +1053,34 @@ cdef object _drop(Queue q, Slot *taken, Py_ssize_t n):
     if escaped is not None:
         raise escaped
     return dropped
+
+
+@cython.final
+cdef class _Retrying:
+    """A fire-and-forget job waiting out its retry backoff (internal)."""
+
+    @property
+    def function(self):
+        return self.fn
+
+
+cdef _Retrying _retrying_record(object fn, object args, object kwargs, object context,
+                                int flags, int runs, object error):
+    cdef _Retrying r = _Retrying.__new__(_Retrying)
+    r.fn = fn
+    r.args = args
+    r.kwargs = kwargs
+    r.context = context
+    r.flags = flags
+    r.runs = runs
+    r.error = error
+    return r
+
+
+cdef inline bint _expired(Queue q, long long stamp, long long now) noexcept:
+    # Mutex held: the job queued at stamp waited longer than max_queue_time (every push
+    # is timed then). The stamp by value: the worker's slot copy stays in registers.
+    return q._max_wait_ns >= 0 and stamp != 0 and now - stamp > q._max_wait_ns
 
 
 cdef object _closed_error(Queue q):
@@ -1039,7 +1101,11 @@ cdef class Queue:
     call the push methods; close() lets the workers drain and exit."""
 
     def __cinit__(self, name, max_queue=None, on_full="block", block_timeout=None,
-                  copy_context=True):
+                  copy_context=True, max_queue_time=None, rate_limit=None,
+                  Py_ssize_t retry_attempts=1, retry_on=(), retry_later=None,
+                  retry_forget=None):
+        cdef double wait_limit, per
+        cdef Py_ssize_t i
         if max_queue is None:
             self._max = -1
         elif type(max_queue) is int and max_queue >= 1:
@@ -1052,6 +1118,36 @@ cdef class Queue:
         self._raise_when_full = on_full == "raise"
         self._block_timeout = seconds(block_timeout, "block_timeout")
         self._copy_context = bool(copy_context)
+        wait_limit = seconds(max_queue_time, "max_queue_time")
+        self._max_wait_ns = -1 if wait_limit < 0 else <long long>min(wait_limit * 1e9, 2.0**62)
+        if rate_limit is not None:
+            if (type(rate_limit) is not tuple or len(rate_limit) != 2
+                    or type(rate_limit[0]) is not int or not 1 <= rate_limit[0] <= 10**7):
+                raise ValueError(
+                    f"rate_limit must be a (count, per) tuple, count an int in 1..10**7, "
+                    f"not {rate_limit!r}")
+            per = seconds(rate_limit[1], "rate_limit per")
+            if per <= 0:
+                raise ValueError(f"rate_limit per must be > 0 seconds and finite, not "
+                                 f"{rate_limit[1]!r}")
+            self._rate_count = rate_limit[0]
+            self._rate_per_ns = <long long>min(per * 1e9, 2.0**62)
+            self._rate_ring = <long long *>PyMem_RawMalloc(self._rate_count * sizeof(long long))
+            if self._rate_ring == NULL:
+                raise MemoryError()
+            for i in range(self._rate_count):
+                self._rate_ring[i] = LLONG_MIN // 4  # long ago: the first count are free
+        if retry_attempts < 1:
+            raise ValueError(f"retry_attempts must be >= 1, not {retry_attempts}")
+        if retry_attempts > 1:
+            if type(retry_on) is not tuple or not callable(retry_later):
+                raise TypeError("retry needs retry_on (a tuple) and retry_later (a callable)")
+            self._retrying = set()
+        self._retry_attempts = retry_attempts
+        self._retry_on = retry_on
+        self._retry_later = retry_later
+        self._retry_forget = retry_forget
+        self._gated = self._rate_ring != NULL or self._max_wait_ns >= 0
         if oj_lock_init(&self._mutex) != 0:
             raise MemoryError("cannot initialise a lock")
         self._lock_ready = True
@@ -1093,6 +1189,7 @@ cdef class Queue:
             PyMem_RawFree(self._idle)
         PyMem_RawFree(self._wait_hist)
         PyMem_RawFree(self._run_hist)
+        PyMem_RawFree(self._rate_ring)
 
     # -- ring buffer (call with the mutex held) --------------------------------
 
@@ -1352,8 +1449,8 @@ cdef class Queue:
         self._pushes += n
         if self._count + n > DEEP_QUEUE:
             m |= 15
-        if oj_load_size(&_event_mask) & TIMED_EVENTS:
-            m = 0
+        if oj_load_size(&_event_mask) & TIMED_EVENTS or self._max_wait_ns >= 0:
+            m = 0  # a handler wants every job timed, or every job's wait is checked
         mask[0] = m
         if ((0 - first[0]) & m) < <unsigned long long>n:
             return oj_clock_ns()
@@ -1364,7 +1461,7 @@ cdef class Queue:
         self._finished += 1
         if outcome == OUTCOME_COMPLETED:
             self._completed += 1
-        else:
+        elif outcome == OUTCOME_FAILED:
             self._failed += 1
         if wait_ns >= 0:
             oj_hist_record(self._wait_hist, wait_ns)
@@ -1380,9 +1477,9 @@ cdef class Queue:
                 self._run_estimate += (run_ns - self._run_estimate) // 8
             self._sample_mask = _sample_mask_for(self._run_estimate)
 
-    cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
-                             PyObject *obj, int flags, long long stamp) noexcept:
-        # Mutex held, room reserved: the slot takes its own references.
+    cdef inline Slot *_put(self, PyObject *fn, PyObject *args, PyObject *kwargs,
+                           PyObject *obj, int flags, long long stamp) noexcept:
+        # Mutex held, room reserved: one slot at the tail, which takes its own references.
         cdef Slot *s = self._tail()
         s.fn = fn
         s.args = args
@@ -1390,21 +1487,29 @@ cdef class Queue:
         s.obj = obj
         s.stamp = stamp
         s.flags = flags
+        s.runs = 0
         _xincref(fn)
         _xincref(args)
         _xincref(kwargs)
         _xincref(obj)
+        oj_set_size(&self._count, self._count + 1)
+        return s
+
+    cdef inline void _append(self, PyObject *fn, PyObject *args, PyObject *kwargs,
+                             PyObject *obj, int flags, long long stamp) noexcept:
+        # Mutex held, room reserved: a submitted job (an async one numbered here).
+        self._put(fn, args, kwargs, obj, flags, stamp)
         if flags & SLOT_JOB:
             self._next_ref += 1
             (<Job>obj)._ref = self._next_ref
         self._submitted += 1
-        oj_set_size(&self._count, self._count + 1)
 
     cdef inline void _unlock_and_wake(self) noexcept:
         # Wake one idle worker, if any and if no worker is spinning (the spinner takes
         # the job); woken workers wake the next while work remains.
         cdef PyObject *idle = NULL
-        if not (OJ_FREE_THREADED and self._spinning):
+        # A worker waiting for the rate limit takes the next job when its turn comes.
+        if not (OJ_FREE_THREADED and self._spinning) and self._rate_waiter == NULL:
             idle = self._take_idle()
         oj_unlock(&self._mutex)
         if idle != NULL:
@@ -1529,10 +1634,14 @@ cdef class Queue:
 
     # -- working ----------------------------------------------------------------
 
-    def work(self, Worker worker not None, bint restart_on_error=False):
+    def work(self, Worker worker not None, bint restart_on_error=False, runner=None):
         """Run queued jobs on the calling thread until the queue is closed and
         drained, or the worker is retired (returns None), or the worker crashes
         (returns (exception, function, reported)).
+
+        With ``runner``, each job is ``runner(fn, args, kwargs)`` (kwargs None when there are
+        none) instead of a call here: what a worker is (a child process, say) sits
+        behind it, and everything else (FIFO, limits, retries, stats, events) is the same.
 
         A job that raises an Exception fails and the worker goes on: an async job's
         Job holds the exception, a fire-and-forget job's is logged. The worker
@@ -1563,6 +1672,14 @@ cdef class Queue:
         # at the top of the loop.
         cdef int outcome = OUTCOME_NONE
         cdef long long wait_ns = -1, run_ns = -1
+        # Rate limit and max_queue_time: the time a job was taken (0: not read).
+        cdef long long now_ns = 0, due_ns = 0, wait_us
+        cdef bint rate_slept = False  # slept as the queue's rate waiter
+        cdef int rate
+        cdef bint expired
+        cdef bint retry
+        cdef PyObject **drained
+        cdef Py_ssize_t n_idle = 0
         _locals.worker_of = self  # a job here that submits to its own full queue must not wait
         while True:
             oj_lock(&self._mutex)
@@ -1571,13 +1688,29 @@ cdef class Queue:
                 outcome = OUTCOME_NONE
             if spun:
                 self._spinning = False
-            if worker._retired or (self._count == 0 and self._closed):
+            if rate_slept:
+                rate_slept = False
+                if self._rate_waiter == <PyObject *>worker:
+                    self._rate_waiter = NULL  # its turn came
+                else:
+                    # close() or retire() woke it (they release its wake lock once, with
+                    # the mutex held): if the timed wait ran out first, take that release
+                    # back, or the next idle wait would return at once.
+                    PyThread_acquire_lock(worker._wake, NOWAIT_LOCK)
+            if worker._retired or (self._count == 0 and self._closed
+                                   and self._retry_waiting == 0):
                 oj_set_flag(&worker._busy, False)
                 # Retired just after a pusher picked it: pass that wake-up on.
                 idle = self._take_idle() if self._count else NULL
+                drained = NULL
+                if self._count == 0 and self._closed and self._idle_count:
+                    # Drained: workers that idled after close() (behind the rate waiter,
+                    # or for a retry) would wait for a wake-up nobody sends.
+                    drained = self._detach_idle(&n_idle, True)
                 oj_unlock(&self._mutex)
                 if idle != NULL:
                     _wake(idle)
+                _release_refs(drained, n_idle)
                 return None
             if self._count == 0:
                 if OJ_FREE_THREADED and not spun and not self._spinning:
@@ -1602,8 +1735,27 @@ cdef class Queue:
                 with nogil:
                     PyThread_acquire_lock(worker._wake, WAIT_LOCK)
                 continue
-            s = self._slots[self._head]
             spun = False
+            if self._gated:
+                now_ns = oj_clock_ns()
+            if self._rate_ring != NULL:
+                rate = self._rate_wait(worker, &self._slots[self._head], now_ns, &due_ns)
+                if rate != 0:
+                    oj_unlock(&self._mutex)
+                    if rate < 0:
+                        raise MemoryError()
+                    if rate == 1:  # the rate waiter: asleep until its turn, or close()
+                        rate_slept = True
+                        wait_us = (due_ns - now_ns) // 1000 + 1
+                        if wait_us > PY_TIMEOUT_MAX:
+                            wait_us = PY_TIMEOUT_MAX
+                        with nogil:
+                            PyThread_acquire_lock_timed(worker._wake, wait_us, 0)
+                    else:  # idle behind the rate waiter, which wakes it when it is done
+                        with nogil:
+                            PyThread_acquire_lock(worker._wake, WAIT_LOCK)
+                    continue
+            s = self._slots[self._head]
             self._head = (self._head + 1) & (self._cap - 1)
             oj_set_size(&self._count, self._count - 1)
             oj_set_flag(&worker._busy, True)
@@ -1612,6 +1764,7 @@ cdef class Queue:
             listeners = None
             run = True
             dropped = False
+            expired = False
             if s.flags & SLOT_JOB:
                 job = <Job>s.obj
                 if job._state != PENDING:
@@ -1626,8 +1779,16 @@ cdef class Queue:
                     dropped = True
                     self._dropped += 1
                 else:
+                    # Running, or about to fail as expired: either way no longer cancellable.
                     oj_set_state(&job._state, RUNNING)
                     worker._job = s.obj  # borrowed: the local job holds it until cleared
+                    oj_set_int(&job._attempts, job._attempts + 1)
+            if self._gated and run and _expired(self, s.stamp, now_ns):
+                run = False
+                expired = True
+                self._expired += 1
+                if s.flags & SLOT_JOB:
+                    oj_set_int(&job._attempts, job._attempts - 1)  # it never started
             if run:
                 oj_set_size(&worker._jobs_run, worker._jobs_run + 1)
                 self._started += 1
@@ -1640,6 +1801,12 @@ cdef class Queue:
             events = oj_load_size(&_event_mask)
             timed = s.stamp != 0 or slow or events & TIMED_EVENTS
             wait_ns = run_ns = -1
+            if expired:
+                escaped = self._expire(worker, &s, now_ns - s.stamp, events)
+                job = None
+                if escaped is not None:  # a done callback raised SystemExit & co
+                    return escaped
+                continue
 
             if not s.flags & SLOT_JOB:
                 fn = <object>s.fn
@@ -1654,7 +1821,12 @@ cdef class Queue:
                 if s.obj != NULL:
                     context = <object>s.obj
                     _decref(s.obj)
-                    if s.flags & SLOT_SHARED_CONTEXT:
+                    if self._retry_attempts > 1:
+                        # Each run in a copy: a retry starts from the context as it was
+                        # submitted, not as the failed run left it.
+                        submitted = context
+                        context = PyContext_Copy(context)
+                    elif s.flags & SLOT_SHARED_CONTEXT:
                         context = PyContext_Copy(context)
                     PyContext_Enter(context)
                 try:
@@ -1664,7 +1836,9 @@ cdef class Queue:
                             wait_ns = started_ns - s.stamp
                     if events & (1 << EV_JOB_START):
                         _job_event(EV_JOB_START, self.name, fn, None, wait_ns, -1, None)
-                    if s.flags & SLOT_ONE_ARG:
+                    if runner is not None:
+                        runner(fn, (args,) if s.flags & SLOT_ONE_ARG else args, kwargs)
+                    elif s.flags & SLOT_ONE_ARG:
                         fn(args)
                     elif kwargs is None:
                         fn(*args)
@@ -1683,19 +1857,42 @@ cdef class Queue:
                     if events & (1 << EV_JOB_EXCEPTION):
                         _job_event(EV_JOB_EXCEPTION, self.name, fn, None, wait_ns, run_ns, exc)
                     crash = restart_on_error or not isinstance(exc, Exception)
-                    log_job_error(self.name, fn,
-                                  (args,) if s.flags & SLOT_ONE_ARG else args, kwargs, exc,
-                                  note=_REPLACING if crash else "")
-                    if crash:
+                    if self._retryable(s.runs + 1, exc):
+                        # Runs again after its backoff, in a fresh copy of the context it
+                        # was submitted in (this run's exits first: the retry may run at
+                        # once); the traceback goes, so that its frames are not kept.
+                        if context is not None:
+                            PyContext_Exit(context)
+                        exc.__traceback__ = None
+                        error = _retrying_record(
+                            fn, args, kwargs, submitted if s.obj != NULL else None,
+                            s.flags, s.runs + 1, exc)
+                        context = None
                         oj_lock(&self._mutex)
-                        self._fold(outcome, wait_ns, run_ns)
+                        self._hold_retry(error)
+                        self._fold(OUTCOME_RETRIED, wait_ns, run_ns)
                         oj_unlock(&self._mutex)
+                        outcome = OUTCOME_NONE
+                        self._schedule_retry(error, s.runs + 1, exc, fn, None)
+                        error = None
+                    else:
+                        log_job_error(self.name, fn,
+                                      (args,) if s.flags & SLOT_ONE_ARG else args, kwargs, exc,
+                                      note=_attempts_note(s.runs + 1)
+                                      + (_REPLACING if crash else ""))
+                    if crash:
+                        if outcome != OUTCOME_NONE:
+                            oj_lock(&self._mutex)
+                            self._fold(outcome, wait_ns, run_ns)
+                            oj_unlock(&self._mutex)
                         return (exc, fn, True)
                 finally:
                     if context is not None:
                         PyContext_Exit(context)
                     # Drop the job's references now, not when the next job arrives.
                     fn = args = kwargs = context = None
+                    if self._retry_attempts > 1:
+                        submitted = None
                 continue
 
             oj_track(s.obj)
@@ -1710,9 +1907,10 @@ cdef class Queue:
                 continue
             context = job._context
             if context is not None:
-                job._context = None  # not kept with the result
-                if job._shared_context:
-                    context = PyContext_Copy(context)
+                if self._retry_attempts == 1:
+                    job._context = None  # not kept with the result (a retry needs it)
+                if job._shared_context or self._retry_attempts > 1:
+                    context = PyContext_Copy(context)  # a retry starts from it as submitted
                 PyContext_Enter(context)
             error = None
             try:
@@ -1723,7 +1921,10 @@ cdef class Queue:
                 if events & (1 << EV_JOB_START):
                     _job_event(EV_JOB_START, self.name, job.function, _ref_of(job), wait_ns, -1,
                                None)
-                if job._one_arg:
+                if runner is not None:
+                    result = runner(job.function,
+                                    (job._args,) if job._one_arg else job._args, job._kwargs)
+                elif job._one_arg:
                     result = job.function(job._args)
                 elif job._kwargs is None:
                     result = job.function(*<tuple>job._args)
@@ -1745,19 +1946,40 @@ cdef class Queue:
                     PyContext_Exit(context)
                     context = None
                 crash = restart_on_error or not isinstance(exc, Exception)
+                retry = self._retryable(job._attempts, exc)
                 tb = exc.__traceback__
+                if job._attempts > 1:
+                    prev = job._result  # a run before's exception: not freed under the mutex
                 oj_lock(&self._mutex)
-                job._exception = exc
-                job._result = tb  # see _outcome
-                oj_set_state(&job._state, FINISHED)  # after what it publishes
-                listeners = job._listeners
-                job._listeners = None
+                if retry:
+                    # Pending again, off the ring, until its backoff is over; nobody
+                    # sees this run's exception (the caller gets the last outcome).
+                    oj_set_state(&job._state, PENDING)
+                    self._hold_retry(job)
+                    self._fold(OUTCOME_RETRIED, wait_ns, run_ns)
+                else:
+                    job._exception = exc
+                    job._result = tb  # see _outcome
+                    oj_set_state(&job._state, FINISHED)  # after what it publishes
+                    listeners = job._listeners
+                    job._listeners = None
+                    self._fold(OUTCOME_FAILED, wait_ns, run_ns)
                 worker._job = NULL
-                self._fold(OUTCOME_FAILED, wait_ns, run_ns)
                 oj_unlock(&self._mutex)
-                tb = None  # the Job holds it: the idle worker must not keep it alive
+                tb = prev = None  # the Job holds it: the idle worker must not keep it alive
                 error = exc
             if error is not None:
+                if retry:
+                    # Kept as the cause of a JobExpiredError, should the retry expire;
+                    # without its traceback, whose frames must not live on meanwhile.
+                    error.__traceback__ = None
+                    job._result = error
+                    self._schedule_retry(job, job._attempts, error, job.function,
+                                         _ref_of(job))
+                    if crash:
+                        return (error, job.function, True)
+                    job = error = None
+                    continue
                 # Outside the except block: once published, an awaiting thread may
                 # re-raise the exception (setting its traceback) while this one runs
                 # the callbacks, whose try would read it as the exception being handled.
@@ -1772,6 +1994,8 @@ cdef class Queue:
             if context is not None:
                 PyContext_Exit(context)
                 context = None
+            if job._attempts > 1:
+                prev = job._result  # a run before's exception: not freed under the mutex
             oj_lock(&self._mutex)
             job._result = result
             oj_set_state(&job._state, FINISHED)  # after what it publishes
@@ -1780,12 +2004,243 @@ cdef class Queue:
             worker._job = NULL
             self._fold(OUTCOME_COMPLETED, wait_ns, run_ns)
             oj_unlock(&self._mutex)
-            result = None
+            result = prev = None
             if listeners is not None:
                 escaped = _notify(job, listeners)
                 if escaped is not None:
                     return (escaped, job.function, False)
             job = listeners = None
+
+    # -- rate limit, deadlines and retries ------------------------------------------
+
+    cdef int _rate_wait(self, Worker worker, Slot *s, long long now, long long *due) noexcept:
+        # Mutex held, s the head of the ring: 0 if it may be taken now (a job that
+        # will run takes its start in the window here), 1 if this worker is now the
+        # rate waiter (asleep until *due), 2 if it idles (another is the rate
+        # waiter), -1 out of memory. Cancelled, dropped and expired jobs are skipped
+        # without a start.
+        cdef long long next_start
+        if s.flags & SLOT_JOB and (
+                (<Job>s.obj)._state != PENDING
+                or not oj_load_flag(&(<Job>s.obj)._owner_token._alive)):
+            return 0
+        if _expired(self, s.stamp, now):
+            return 0
+        next_start = self._rate_ring[self._rate_pos] + self._rate_per_ns
+        if next_start <= now:
+            # Strict sliding window: the start count places back is at least per ago.
+            self._rate_ring[self._rate_pos] = now
+            self._rate_pos += 1
+            if self._rate_pos == self._rate_count:
+                self._rate_pos = 0
+            return 0
+        if self._rate_waiter == NULL:
+            self._rate_waiter = <PyObject *>worker  # borrowed: its work() holds it
+            due[0] = next_start
+            return 1
+        if self._push_idle(worker) < 0:
+            return -1
+        return 2
+
+    cdef object _expire(self, Worker worker, Slot *s, long long waited, Py_ssize_t events):
+        # Without the mutex: s waited longer than max_queue_time and is not run. An
+        # async job fails with JobExpiredError; a fire-and-forget one is logged. Returns
+        # work()'s crash tuple if a done callback raised SystemExit & co, else None.
+        cdef Job job
+        cdef list listeners = None
+        escaped = None
+        limit = self._max_wait_ns / 1e9
+        if s.flags & SLOT_JOB:
+            oj_track(s.obj)
+            job = <Job>s.obj
+            _decref(s.obj)
+            fn = job.function
+            ref = _ref_of(job)
+            error = JobExpiredError(
+                f"job {ref} waited {waited / 1e9:.3f} s in pool {self.name!r}, longer than "
+                f"its max_queue_time of {limit:g} s, so it was not run"
+                + ("" if job._attempts == 0 else
+                   f" again after {job._attempts} attempt{'s' if job._attempts > 1 else ''}"))
+            cause = job._result  # a retry's: its last run's exception (held: not freed below)
+            if job._attempts and isinstance(cause, BaseException):
+                error.__cause__ = cause
+            oj_lock(&self._mutex)
+            job._exception = error
+            job._result = None  # no traceback: it never ran
+            oj_set_state(&job._state, FINISHED)
+            listeners = job._listeners
+            job._listeners = None
+            worker._job = NULL
+            oj_unlock(&self._mutex)
+            if listeners is not None:
+                escaped = _notify(job, listeners)
+                if escaped is not None:
+                    escaped = (escaped, fn, False)
+        else:
+            fn = <object>s.fn
+            args = (<object>s.args,) if s.flags & SLOT_ONE_ARG else <object>s.args
+            kwargs = <object>s.kwargs if s.kwargs != NULL else None
+            _decref(s.fn)
+            _decref(s.args)
+            _xdecref(s.kwargs)
+            _xdecref(s.obj)
+            ref = None
+            _log.warning(
+                "job %s in pool %r expired: it waited %.3f s, longer than its "
+                "max_queue_time of %g s, so it was not run",
+                describe_call(fn, args, kwargs), self.name, waited / 1e9, limit,
+                extra={"oddjob_pool": self.name, "oddjob_function": fn})
+            args = kwargs = None
+        if events & (1 << EV_JOB_EXPIRED):
+            _job_event(EV_JOB_EXPIRED, self.name, fn, ref, waited, -1, None)
+        return escaped
+
+    cdef bint _retryable(self, Py_ssize_t runs, object exc) except -1:
+        # Without the mutex (isinstance may run a metaclass's Python code): True if
+        # a job whose run number runs raised exc gets another.
+        if runs >= self._retry_attempts:
+            return False
+        try:
+            return isinstance(exc, self._retry_on)
+        except Exception:
+            return False  # a hostile __instancecheck__: the job fails as it is
+
+    cdef void _hold_retry(self, object item) noexcept:
+        # Mutex held: item (a Job or a _Retrying) waits out its backoff off the ring.
+        # The set hashes it by identity and only grows here: nothing is freed.
+        self._retrying.add(item)
+        self._retry_waiting += 1
+        self._retried += 1
+
+    cdef int _schedule_retry(self, object item, Py_ssize_t runs, object exc, object fn,
+                             object ref) except -1:
+        # Without the mutex: set the backoff timer (the hook also emits job.retry). If
+        # it cannot be set (no thread for the scheduler, out of memory), this run was
+        # the last: the job fails with exc.
+        try:
+            self._retry_later(self, item, runs, exc, fn, ref)
+        except Exception:
+            _log.exception("could not schedule the retry of %r in pool %r; it fails now",
+                           fn, self.name)
+            self._retry_failed(item, exc, True)
+        return 0
+
+    cdef int _retry_failed(self, object item, object exc, bint unscheduled) except -1:
+        # Without the mutex: item cannot wait for its retry after all; it fails with exc
+        # (an async job's Job holds it; a fire-and-forget job's is logged). unscheduled:
+        # its timer could not be set, so it was no retry.
+        cdef bint held
+        cdef _Retrying r
+        oj_lock(&self._mutex)
+        held = item in self._retrying
+        if held:
+            self._retrying.discard(item)  # item is referenced here: nothing freed
+            self._retry_waiting -= 1
+            if unscheduled:
+                self._retried -= 1
+        oj_unlock(&self._mutex)
+        if not held:
+            return 0  # cancelled meanwhile
+        if type(item) is Job:
+            self._fail(<Job>item, exc, False)
+        else:
+            r = <_Retrying>item
+            oj_lock(&self._mutex)
+            self._failed += 1
+            oj_unlock(&self._mutex)
+            log_job_error(self.name, r.fn, ((r.args,) if r.flags & SLOT_ONE_ARG else r.args),
+                          r.kwargs, exc, note=_attempts_note(r.runs))
+        self._wake_if_drained()
+        return 0
+
+    cdef void _forget_retry(self, object item) noexcept:
+        # item no longer waits for its retry (cancelled, or settled by close()): its
+        # backoff timer goes, or it would keep the job (and the scheduling thread) until due.
+        if self._retry_forget is None:
+            return
+        try:
+            self._retry_forget(self, item)
+        except Exception:
+            _log.exception("could not drop the retry timer of %r", item)
+
+    cdef int _wake_if_drained(self) except -1:
+        # A retry was settled off the ring: if it was the last thing a closed queue
+        # waited for, the idle workers may exit now.
+        cdef PyObject **idle = NULL
+        cdef Py_ssize_t n_idle = 0
+        oj_lock(&self._mutex)
+        if self._closed and self._count == 0 and self._retry_waiting == 0:
+            idle = self._detach_idle(&n_idle, True)
+        oj_unlock(&self._mutex)
+        _release_refs(idle, n_idle)
+        return 0
+
+    cdef object _settle_retries(self, set items, bint forget):
+        # Without the mutex: the queue closed with cancel_pending (or broke, or this is
+        # a fork's child) while these waited for a retry. Async jobs are cancelled (or
+        # fail with PoolBrokenError); a fire-and-forget job's last error is logged.
+        # Returns how many were settled here.
+        cdef Py_ssize_t settled = 0, plain = 0
+        escaped = None
+        if items is None:
+            return 0
+        for item in items:
+            if forget:  # not in a fork's child: its timers were the parent's scheduler's
+                self._forget_retry(item)
+            try:
+                if type(item) is Job:
+                    if self._broken is not None:
+                        settled += self._fail(<Job>item, _closed_error(self), False)
+                    elif (<Job>item)._cancel(False):
+                        settled += 1
+                else:
+                    plain += 1
+                    log_job_error(
+                        self.name, (<_Retrying>item).fn,
+                        (<_Retrying>item).args if not (<_Retrying>item).flags & SLOT_ONE_ARG
+                        else ((<_Retrying>item).args,),
+                        (<_Retrying>item).kwargs, (<_Retrying>item).error,
+                        note=_attempts_note((<_Retrying>item).runs)
+                        + "; its retry was cancelled as the pool stopped")
+            except BaseException as exc:
+                if escaped is None:
+                    escaped = exc
+        _count_plain(self, plain)
+        if escaped is not None:
+            raise escaped
+        return settled + plain
+
+    def requeue(self, item):
+        """A retry's backoff is over: put its job back at the tail of the ring, even
+        of a full queue or a closed one that is draining. False if it was settled
+        meanwhile (cancelled, or the pool stopped with cancel_pending)."""
+        cdef unsigned long long first, mask
+        cdef long long stamp
+        cdef _Retrying r
+        if type(item) is not Job and type(item) is not _Retrying:
+            raise TypeError(f"requeue takes a job waiting for its retry, not "
+                            f"{type(item).__name__}")
+        oj_lock(&self._mutex)
+        if self._retry_waiting == 0 or item not in self._retrying:
+            oj_unlock(&self._mutex)
+            return False
+        if self._reserve(1) < 0:
+            oj_unlock(&self._mutex)
+            self._retry_failed(item, MemoryError("no memory to queue a retry"), False)
+            return False
+        self._retrying.discard(item)  # item is referenced here: nothing freed
+        self._retry_waiting -= 1
+        stamp = self._stamp(1, &first, &mask)
+        if type(item) is Job:  # keeps its ref and is not submitted again
+            self._put(NULL, NULL, NULL, <PyObject *>item, SLOT_JOB, stamp)
+        else:
+            r = <_Retrying>item
+            self._put(<PyObject *>r.fn, <PyObject *>r.args,
+                      <PyObject *>r.kwargs if r.kwargs is not None else NULL,
+                      <PyObject *>r.context if r.context is not None else NULL,
+                      r.flags, stamp).runs = r.runs
+        self._unlock_and_wake()
+        return True
 
     cdef int _fail(self, Job job, object exc, bint started) except -1:
         """Finish a queued or running (started) job with exc (its worker is gone, or
@@ -1793,6 +2248,7 @@ cdef class Queue:
         failed here, 0 if it had finished already."""
         cdef list listeners
         tb = exc.__traceback__
+        _prev = job._result  # a retry's last exception: not freed under the mutex
         oj_lock(&self._mutex)
         if job._state >= FINISHED:
             oj_unlock(&self._mutex)
@@ -1827,6 +2283,296 @@ cdef class Queue:
             return False
         return self._fail(job, exc, True) == 1
 
+    # -- jobs taken ahead (process workers) -------------------------------------------
+
+    def take(self, Worker worker not None, Py_ssize_t most):
+        """Up to most more queued jobs for a worker that is running one: a process
+        worker sends them to its child with that one, in one message. Each is started
+        as work() starts a job (no longer cancellable, counted as running, job.start
+        emitted) and must be ended by finish(), or given back by putback() if it never
+        ran. A list of (item, fn, args, kwargs, wait_ns): item is opaque (for finish
+        and putback), wait_ns the job's queue wait (-1: not measured).
+
+        Takes nothing from a queue with a rate limit or max_queue_time (their checks
+        belong to each start, which a batch would blur), nor for a retired worker; stops
+        at the first job that is cancelled or whose owner is gone (work() settles those)."""
+        cdef Slot *buf
+        cdef Slot *s
+        cdef long long *waits
+        cdef Py_ssize_t n = 0, i
+        cdef long long now
+        cdef bint line
+        cdef Job job
+        cdef list taken = []
+        if most <= 0 or self._gated:
+            return taken
+        # Allocated before locking: nothing is allocated under the mutex.
+        buf = <Slot *>PyMem_RawMalloc(most * (sizeof(Slot) + sizeof(long long)))
+        if buf == NULL:
+            raise MemoryError()
+        waits = <long long *>(buf + most)
+        now = oj_clock_ns()
+        oj_lock(&self._mutex)
+        while n < most and self._count > 0 and not worker._retired:
+            s = &self._slots[self._head]
+            if s.flags & SLOT_JOB:
+                job = <Job>s.obj
+                if job._state != PENDING or not oj_load_flag(&job._owner_token._alive):
+                    break  # cancelled, or its owner is gone: work() settles it
+                oj_set_state(&job._state, RUNNING)
+                oj_set_int(&job._attempts, job._attempts + 1)
+            buf[n] = s[0]  # the slot's references pass to buf
+            waits[n] = now - s.stamp if s.stamp else -1
+            self._head = (self._head + 1) & (self._cap - 1)
+            oj_set_size(&self._count, self._count - 1)
+            oj_set_size(&worker._jobs_run, worker._jobs_run + 1)
+            self._started += 1
+            n += 1
+        line = n and self._line_len != 0
+        oj_unlock(&self._mutex)
+        job = None
+        try:
+            if line:
+                self._wake_line()  # slots came free: the first submitter in line may fit
+            events = oj_load_size(&_event_mask)
+            for i in range(n):
+                s = &buf[i]
+                if s.flags & SLOT_JOB:
+                    job = <Job>s.obj
+                    oj_track(s.obj)
+                    item = job
+                    fn = job.function
+                    args = (job._args,) if job._one_arg else job._args
+                    kwargs = job._kwargs
+                    ref = _ref_of(job)
+                else:
+                    fn = <object>s.fn
+                    args = <object>s.args
+                    kwargs = <object>s.kwargs if s.kwargs != NULL else None
+                    item = _retrying_record(fn, args, kwargs,
+                                            <object>s.obj if s.obj != NULL else None,
+                                            s.flags, s.runs, None)
+                    if s.flags & SLOT_ONE_ARG:
+                        args = (args,)
+                    ref = None
+                taken.append((item, fn, args, kwargs, waits[i]))
+                if events & (1 << EV_JOB_START):
+                    _job_event(EV_JOB_START, self.name, fn, ref, waits[i], -1, None)
+        except BaseException as exc:  # out of memory: the jobs taken fail, none runs
+            item = fn = args = kwargs = job = None
+            taken = None
+            self._fail_taken(buf, n, exc)
+            raise
+        finally:
+            for i in range(n):  # the items hold what they need now
+                _xdecref(buf[i].fn)
+                _xdecref(buf[i].args)
+                _xdecref(buf[i].kwargs)
+                _xdecref(buf[i].obj)
+            PyMem_RawFree(buf)
+        return taken
+
+    cdef int _fail_taken(self, Slot *taken, Py_ssize_t n, object exc) except -1:
+        # Started by take() (a Job RUNNING), never handed over: each fails with exc.
+        cdef Py_ssize_t i, plain = 0
+        for i in range(n):
+            if taken[i].flags & SLOT_JOB:
+                try:
+                    self._fail(<Job>taken[i].obj, exc, True)
+                except BaseException:
+                    pass  # a done callback's SystemExit & co: the exc on its way wins
+            else:
+                plain += 1
+        if plain:
+            oj_lock(&self._mutex)
+            self._finished += plain
+            self._failed += plain
+            oj_unlock(&self._mutex)
+            _log.error("pool %r: %d fire-and-forget jobs taken for a worker process "
+                       "failed before they were sent: %r", self.name, plain, exc)
+        return 0
+
+    def finish(self, Worker worker not None, item, bint ok, value, long long wait_ns=-1,
+               long long run_ns=-1, bint retry=True):
+        """End a job take() gave, with its result (ok) or its exception (value), as
+        work() ends a job it ran: a failure is retried under the pool's retry policy
+        (unless retry is False: after a fork, the parent's timers are not to be
+        touched), or fails its Job, or (fire and forget) is logged. Returns what a done
+        callback raised that is not an Exception (SystemExit & co), else None.
+
+        Raises:
+            ValueError: item is not a job that take() gave and finish() has not ended.
+        """
+        return self._finish(item, ok, value, wait_ns, run_ns, retry)
+
+    def finish_results(self, Worker worker not None, list taken not None, Py_ssize_t first,
+                       list results not None, Py_ssize_t at, ok_kind):
+        """finish() for a run of successes at once: ends taken[first], taken[first + 1],
+        ... (take()'s tuples) with results[at], results[at + 1], ... (each a tuple
+        (kind, value, run_ns)) while each result's kind is ok_kind, stopping at the first
+        that is not (the caller ends that one) or where either list ends. Returns (how
+        many it ended, the first non-Exception a done callback raised, or None).
+
+        Raises:
+            ValueError: first or at is negative, or an item is not one take() gave
+                (those before it are ended).
+            TypeError: an entry of taken or results is not a tuple of the right size
+                (those before it are ended).
+        """
+        cdef Py_ssize_t n = 0, count
+        cdef tuple t, r
+        if first < 0 or at < 0:
+            raise ValueError(f"first and at must be >= 0, not {first} and {at}")
+        count = min(len(taken) - first, len(results) - at)
+        raised = None
+        while n < count:
+            t = taken[first + n]
+            r = results[at + n]
+            if len(t) != 5 or len(r) != 3:
+                raise TypeError("finish_results() takes take()'s 5-tuples and "
+                                "(kind, value, run_ns) results")
+            if r[0] != ok_kind:
+                break
+            callback_raised = self._finish(t[0], True, r[1], t[4], r[2], True)
+            n += 1
+            if callback_raised is not None and raised is None:
+                raised = callback_raised
+        return n, raised
+
+    cdef object _finish(self, item, bint ok, value, long long wait_ns, long long run_ns,
+                        bint retry):
+        cdef Job job
+        cdef _Retrying r
+        cdef list listeners = None
+        cdef bint again
+        cdef Py_ssize_t events = oj_load_size(&_event_mask)
+        if type(item) is Job:
+            job = <Job>item
+            if oj_load_state(&job._state) != RUNNING or job._queue is not self:
+                raise ValueError(f"finish() takes a job take() gave, once: not {job!r}")
+            ref = _ref_of(job)
+            prev = job._result if job._attempts > 1 else None  # not freed under the mutex
+            if ok:
+                if events & (1 << EV_JOB_STOP):
+                    _job_event(EV_JOB_STOP, self.name, job.function, ref, wait_ns, run_ns, None)
+                oj_lock(&self._mutex)
+                job._result = value
+                oj_set_state(&job._state, FINISHED)  # after what it publishes
+                listeners = job._listeners
+                job._listeners = None
+                self._fold(OUTCOME_COMPLETED, wait_ns, run_ns)
+                oj_unlock(&self._mutex)
+                prev = None
+                return _notify(job, listeners) if listeners is not None else None
+            exc = value
+            if events & (1 << EV_JOB_EXCEPTION):
+                _job_event(EV_JOB_EXCEPTION, self.name, job.function, ref, wait_ns, run_ns, exc)
+            again = retry and self._retryable(job._attempts, exc)
+            tb = exc.__traceback__
+            oj_lock(&self._mutex)
+            if again:
+                oj_set_state(&job._state, PENDING)
+                self._hold_retry(job)
+                self._fold(OUTCOME_RETRIED, wait_ns, run_ns)
+            else:
+                job._exception = exc
+                job._result = tb  # see _outcome
+                oj_set_state(&job._state, FINISHED)
+                listeners = job._listeners
+                job._listeners = None
+                self._fold(OUTCOME_FAILED, wait_ns, run_ns)
+            oj_unlock(&self._mutex)
+            tb = prev = None
+            if again:
+                exc.__traceback__ = None  # its frames must not live on meanwhile
+                job._result = exc  # the cause of a JobExpiredError, should the retry expire
+                self._schedule_retry(job, job._attempts, exc, job.function, ref)
+                return None
+            return _notify(job, listeners) if listeners is not None else None
+        if type(item) is not _Retrying:
+            raise ValueError(f"finish() takes a job take() gave, not {type(item).__name__}")
+        r = <_Retrying>item
+        if ok:
+            if events & (1 << EV_JOB_STOP):
+                _job_event(EV_JOB_STOP, self.name, r.fn, None, wait_ns, run_ns, None)
+            oj_lock(&self._mutex)
+            self._fold(OUTCOME_COMPLETED, wait_ns, run_ns)
+            oj_unlock(&self._mutex)
+            return None
+        exc = value
+        if events & (1 << EV_JOB_EXCEPTION):
+            _job_event(EV_JOB_EXCEPTION, self.name, r.fn, None, wait_ns, run_ns, exc)
+        if retry and self._retryable(r.runs + 1, exc):
+            exc.__traceback__ = None
+            held = _retrying_record(r.fn, r.args, r.kwargs, r.context, r.flags, r.runs + 1, exc)
+            oj_lock(&self._mutex)
+            self._hold_retry(held)
+            self._fold(OUTCOME_RETRIED, wait_ns, run_ns)
+            oj_unlock(&self._mutex)
+            self._schedule_retry(held, r.runs + 1, exc, r.fn, None)
+            return None
+        log_job_error(self.name, r.fn, (r.args,) if r.flags & SLOT_ONE_ARG else r.args,
+                      r.kwargs, exc, note=_attempts_note(r.runs + 1))
+        oj_lock(&self._mutex)
+        self._fold(OUTCOME_FAILED, wait_ns, run_ns)
+        oj_unlock(&self._mutex)
+        return None
+
+    def putback(self, Worker worker not None, list items not None):
+        """Jobs take() gave that never started (the worker process died before it
+        reached them): back at the head of the queue, in their order, as if never taken.
+        False, with nothing changed, if there is no memory for them.
+
+        Raises:
+            ValueError: an item is not one that take() gave.
+        """
+        cdef Py_ssize_t n = len(items), i
+        cdef Slot *s
+        cdef Job job
+        cdef _Retrying r
+        for item in items:
+            if type(item) is Job:
+                if oj_load_state(&(<Job>item)._state) != RUNNING or (<Job>item)._queue is not self:
+                    raise ValueError(f"putback() takes jobs take() gave: not {item!r}")
+            elif type(item) is not _Retrying:
+                raise ValueError(f"putback() takes jobs take() gave, not {type(item).__name__}")
+        if n == 0:
+            return True
+        oj_lock(&self._mutex)
+        if self._reserve(n) < 0:
+            oj_unlock(&self._mutex)
+            return False
+        for i in range(n - 1, -1, -1):
+            self._head = (self._head - 1) & (self._cap - 1)
+            s = &self._slots[self._head]
+            item = items[i]
+            if type(item) is Job:
+                job = <Job>item
+                oj_set_state(&job._state, PENDING)
+                oj_set_int(&job._attempts, job._attempts - 1)
+                s.fn = s.args = s.kwargs = NULL
+                s.obj = <PyObject *>job
+                s.flags = SLOT_JOB
+                s.runs = 0
+            else:
+                r = <_Retrying>item
+                s.fn = <PyObject *>r.fn
+                s.args = <PyObject *>r.args
+                s.kwargs = <PyObject *>r.kwargs if r.kwargs is not None else NULL
+                s.obj = <PyObject *>r.context if r.context is not None else NULL
+                s.flags = r.flags
+                s.runs = r.runs
+            s.stamp = 0
+            _xincref(s.fn)
+            _xincref(s.args)
+            _xincref(s.kwargs)
+            _xincref(s.obj)
+            oj_set_size(&self._count, self._count + 1)
+        self._started -= n
+        oj_set_size(&worker._jobs_run, worker._jobs_run - n)
+        self._unlock_and_wake()
+        return True
+
     cdef void _shrink(self) noexcept nogil:
         # Only called with an empty ring, so nothing needs copying.
         cdef Slot *slots = <Slot *>PyMem_RawMalloc(INITIAL_CAPACITY * sizeof(Slot))
@@ -1849,21 +2595,37 @@ cdef class Queue:
         cdef Slot *taken = NULL
         cdef Py_ssize_t n = 0, n_idle = 0
         cdef PyObject **idle
+        cdef set retrying = None
         if broken is not None and not isinstance(broken, BaseException):
             raise TypeError(f"broken must be an exception, not {type(broken).__name__}")
+        fresh = set() if self._retrying is not None else None  # not made under the mutex
         oj_lock(&self._mutex)
         oj_set_flag(&self._closed, True)
         if broken is not None and self._broken is None:
             self._broken = broken  # replaces None: frees nothing under the mutex
-        if (cancel_pending or self._broken is not None) and self._count:
-            taken = self._take_all(&n)
-            self._cancelled_waiting = 0  # out of the ring with the rest
+        if cancel_pending or self._broken is not None:
+            if self._count:
+                taken = self._take_all(&n)
+                self._cancelled_waiting = 0  # out of the ring with the rest
+            if self._retry_waiting:  # jobs waiting out a retry's backoff go too
+                retrying = self._retrying
+                self._retrying = fresh
+                self._retry_waiting = 0
         idle = self._detach_idle(&n_idle, True)
+        self._release_rate_waiter()
         line = self._release_line()
         oj_unlock(&self._mutex)
         _release_refs(idle, n_idle)
         _fire_all(line)
-        return _drop(self, taken, n)
+        n = _drop(self, taken, n)
+        return n + self._settle_retries(retrying, True)
+
+    cdef void _release_rate_waiter(self) noexcept:
+        # Mutex held: wake the worker sleeping until the rate limit's next start (the
+        # one release of its wake lock: the worker takes back a late one, see work()).
+        if self._rate_waiter != NULL:
+            PyThread_release_lock((<Worker>self._rate_waiter)._wake)
+            self._rate_waiter = NULL
 
     cdef list _release_line(self):
         # Mutex held, queue closed (nobody joins the line any more): move the line
@@ -1885,6 +2647,8 @@ cdef class Queue:
         cdef PyObject *found = NULL
         oj_lock(&self._mutex)
         oj_set_flag(&worker._retired, True)
+        if self._rate_waiter == <PyObject *>worker:
+            self._release_rate_waiter()
         for i in range(self._idle_count):
             if self._idle[i] == <PyObject *>worker:
                 found = self._idle[i]
@@ -1935,6 +2699,7 @@ cdef class Queue:
         cdef Slot *taken = NULL
         cdef Py_ssize_t n = 0, n_idle = 0
         cdef PyObject **idle
+        cdef set retrying = None
         if not in_child:
             oj_unlock(&self._mutex)
             return
@@ -1942,11 +2707,17 @@ cdef class Queue:
         if self._count:
             taken = self._take_all(&n)
             self._cancelled_waiting = 0
+        if self._retry_waiting:  # their timers were the parent's scheduler's
+            retrying = self._retrying
+            self._retrying = None  # replaced, not freed, under the mutex
+            self._retry_waiting = 0
         idle = self._detach_idle(&n_idle, False)
+        self._rate_waiter = NULL  # its thread did not survive the fork
         self._release_line()  # its submitters were threads that did not survive the fork
         oj_unlock(&self._mutex)
         _release_refs(idle, n_idle)
         _drop(self, taken, n)
+        self._settle_retries(retrying, False)
 
     # -- introspection ----------------------------------------------------------
 
@@ -1972,6 +2743,29 @@ cdef class Queue:
     def copy_context(self):
         return self._copy_context
 
+    @property
+    def max_queue_time(self):
+        """Seconds a job may wait in the queue before it expires, or None: no limit."""
+        return None if self._max_wait_ns < 0 else self._max_wait_ns / 1e9
+
+    @property
+    def rate_limit(self):
+        """(count, per): at most count starts in any per seconds; or None."""
+        return None if self._rate_ring == NULL else (self._rate_count, self._rate_per_ns / 1e9)
+
+    @property
+    def retry_attempts(self):
+        """Runs a job gets in all (1: no retries)."""
+        return self._retry_attempts
+
+    def retries_waiting(self):
+        """Jobs waiting out a retry's backoff (counted as queued by stats())."""
+        cdef Py_ssize_t n
+        oj_lock(&self._mutex)
+        n = self._retry_waiting
+        oj_unlock(&self._mutex)
+        return n
+
     def waiting(self):
         """Submitters waiting for room (blocked threads and oddjob.aio tickets)."""
         return oj_load_size(&self._line_len)
@@ -1984,7 +2778,7 @@ cdef class Queue:
         cdef double run[6]
         cdef unsigned long long c[11]
         oj_lock(&self._mutex)  # copied out first: no Python object is made under it
-        c[0] = self._count - self._cancelled_waiting
+        c[0] = self._count - self._cancelled_waiting + self._retry_waiting
         c[1] = self._started - self._finished
         c[2] = self._submitted
         c[3] = self._started

@@ -11,12 +11,13 @@ of its Jobs. A thread that has to block does so on a lock of its own, held from 
 released once per wake-up: an idle Worker on its wake lock, a thread waiting for a Job on
 its Waiter. Nothing polls or sleeps.
 
-A slot is a plain tuple ``(fn, args, kwargs, job, one_arg, context, stamp)``: kwargs is
+A slot is a plain tuple ``(fn, args, kwargs, job, one_arg, context, stamp, runs)``: kwargs is
 None when there are none; one_arg marks a push_many item stored as is in place of an args
 tuple, called as ``fn(item)``; job is the Job of an async job (whose fn, args and kwargs
 are the Job's own) and None for fire-and-forget work; context is the submitter's
 contextvars.Context, each job running in a copy of it, or None (the worker's context);
-stamp is time.monotonic_ns() when it was queued if the job is timed for the stats, else 0.
+stamp is time.monotonic_ns() when it was queued if the job is timed for the stats, else 0;
+runs counts a fire-and-forget retry's earlier runs (an async job counts on its Job).
 
 Unlike C, Python runs signal handlers between bytecodes, so the waits of the main thread
 are interruptible: Ctrl-C there raises KeyboardInterrupt out of Job.result() (and out of
@@ -42,8 +43,14 @@ from time import monotonic, monotonic_ns
 from types import TracebackType
 from typing import Any, Final, Generic, TypeAlias, TypeVar, final
 
-from oddjob._errors import PoolBrokenError, PoolNotFoundError, QueueFullError, _NoRoom
-from oddjob._failures import log_job_error
+from oddjob._errors import (
+    JobExpiredError,
+    PoolBrokenError,
+    PoolNotFoundError,
+    QueueFullError,
+    _NoRoom,
+)
+from oddjob._failures import describe_call, log_job_error
 from oddjob._histogram import Histogram, Summary
 
 __all__ = [
@@ -83,6 +90,10 @@ _log = logging.getLogger("oddjob")
 _REPLACING: Final = "; replacing its worker"
 
 
+def _attempts_note(runs: int) -> str:
+    return "" if runs <= 1 else f" on attempt {runs}, its last"
+
+
 # ----------------------------------------------------------------------------
 # Telemetry: the events the core emits (oddjob.telemetry attaches the handlers)
 
@@ -93,8 +104,11 @@ _EVENT_NAMES: Final = (
     "job.cancelled",
     "job.dropped",
     "queue.full",
+    "job.expired",
 )
-_JOB_START, _JOB_STOP, _JOB_EXCEPTION, _JOB_CANCELLED, _JOB_DROPPED, _QUEUE_FULL = range(6)
+(_JOB_START, _JOB_STOP, _JOB_EXCEPTION, _JOB_CANCELLED, _JOB_DROPPED, _QUEUE_FULL, _JOB_EXPIRED) = (
+    range(7)
+)
 CORE_EVENTS: Final = frozenset(_EVENT_NAMES)
 # Events that need the job timed (its queue wait and duration).
 _TIMED_EVENTS: Final = (1 << _JOB_START) | (1 << _JOB_STOP) | (1 << _JOB_EXCEPTION)
@@ -170,7 +184,7 @@ def _job_event(
 ) -> None:
     metadata: dict[str, Any] = {"pool": pool, "function": fn, "ref": ref}
     measurements: dict[str, Any]
-    if event == _JOB_START:
+    if event in (_JOB_START, _JOB_EXPIRED):
         measurements = {"queue_wait": _seconds_or_none(wait_ns)}
     elif event in (_JOB_STOP, _JOB_EXCEPTION):
         measurements = {
@@ -189,6 +203,7 @@ def _job_event(
 # Stats: how a finished job is counted (Queue._fold).
 _COMPLETED: Final = 1
 _FAILED: Final = 2
+_RETRIED: Final = 3  # the run failed and the job waits for another
 # The largest run time (ns) one sample adds to the estimate that sets how many jobs are
 # timed (see _sample_mask_for): above it, every job is timed anyway.
 _RUN_SAMPLE_CAP: Final = 8000
@@ -474,6 +489,7 @@ class Job(Generic[_T]):
 
     __slots__ = (
         "_args",
+        "_attempts",
         "_exception",
         "_function",
         "_kwargs",
@@ -505,9 +521,15 @@ class Job(Generic[_T]):
     _tb: TracebackType | None  # the exception's own traceback, restored on every re-raise
     _listeners: list[Waiter | Callable[[Job[_T]], object]] | None  # None until there is one
     _retrieved: bool  # its outcome was read (else a failure is logged at collection)
+    _attempts: int  # runs started so far (retries included)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("Job objects are created by async_perform, not directly")
+
+    @property
+    def attempts(self) -> int:
+        """How many times the job has started (a retry runs it again)."""
+        return self._attempts
 
     @property
     def ref(self) -> int:
@@ -554,17 +576,26 @@ class Job(Generic[_T]):
         # queued: its slot is still in the deque (a worker skips it later), rather than
         # taken out by close().
         listeners = None
-        now = False
+        now = was_retrying = False
+        slot = None
         with queue._lock:
             if self._state == _PENDING:
                 self._state = _CANCELLED
                 listeners, self._listeners = self._listeners, None
                 queue._cancelled += 1
-                if queued:
+                if queue._retrying and self in queue._retrying:
+                    # Waiting out a retry's backoff, not queued: its timer finds it gone.
+                    slot = queue._retrying.pop(self)
+                    was_retrying = True
+                elif queued:
                     queue._cancelled_waiting += 1
                 now = True
             elif self._state != _CANCELLED:
                 return False
+        del slot  # its references go outside the lock
+        if was_retrying:
+            queue._wake_if_drained()
+            queue._forget_retry(self)
         escaped = _notify(self, listeners) if listeners is not None else None
         # After its waiters and callbacks are released: a handler raising SystemExit &
         # co must not leave them waiting.
@@ -766,7 +797,7 @@ def wait_many(jobs: Iterable[Job[Any]], timeout: float | timedelta | None = 5.0)
 # ----------------------------------------------------------------------------
 # The queue
 
-# (fn, args, kwargs, job, one_arg, context, stamp): see the module docstring.
+# (fn, args, kwargs, job, one_arg, context, stamp, runs): see the module docstring.
 _Slot: TypeAlias = tuple[
     Callable[..., Any],
     Any,
@@ -774,6 +805,7 @@ _Slot: TypeAlias = tuple[
     Job[Any] | None,
     bool,
     contextvars.Context | None,
+    int,
     int,
 ]
 _Crash: TypeAlias = tuple[BaseException, Callable[..., Any], bool]
@@ -790,6 +822,16 @@ def _without_this_frame(exc: BaseException) -> BaseException:
     return exc
 
 
+def _count_plain(queue: Queue, plain: int) -> None:
+    # Fire-and-forget jobs dropped by close() have no Job to count them: cancelled, or
+    # failed with the pool.
+    with queue._lock:
+        if queue._broken is not None:
+            queue._failed += plain
+        else:
+            queue._cancelled += plain
+
+
 def _drop(queue: Queue, taken: list[_Slot]) -> int:
     # Without the lock: settle the dropped async jobs (their callbacks run here):
     # cancelled, or failed with PoolBrokenError once the queue is broken. A done callback
@@ -798,7 +840,7 @@ def _drop(queue: Queue, taken: list[_Slot]) -> int:
     error: BaseException | None = None
     dropped = plain = 0
     tell = _event_mask & (1 << _JOB_CANCELLED) and queue._broken is None
-    for fn, _args, _kwargs, job, _one_arg, _context, _stamp in taken:
+    for fn, _args, _kwargs, job, _one_arg, _context, _stamp, _runs in taken:
         if job is None:
             plain += 1
             try:
@@ -820,16 +862,23 @@ def _drop(queue: Queue, taken: list[_Slot]) -> int:
             dropped += 1
             if error is None:
                 error = exc
-    # Fire-and-forget jobs have no Job to count them: cancelled, or failed with the pool.
-    with queue._lock:
-        if queue._broken is not None:
-            queue._failed += plain
-        else:
-            queue._cancelled += plain
+    _count_plain(queue, plain)
     dropped += plain
     if error is not None:
         raise error
     return dropped
+
+
+@final
+class _Retrying:
+    """Stands for a fire-and-forget job waiting out its retry backoff (internal; an
+    async job waits as its Job). Hashed by identity."""
+
+    __slots__ = ("error", "function")
+
+    def __init__(self, function: Callable[..., Any], error: BaseException) -> None:
+        self.function = function
+        self.error = error  # the last run's exception, its traceback dropped
 
 
 def _closed_error(queue: Queue) -> PoolNotFoundError | PoolBrokenError:
@@ -866,12 +915,22 @@ class Queue:
         "_line",
         "_lock",
         "_max",
+        "_max_wait",
         "_name",
         "_next_ref",
         "_pushes",
         "_raise_when_full",
+        "_rate_per",
+        "_rate_pos",
+        "_rate_ring",
+        "_rate_waiter",
         "_rejected",
         "_retried",
+        "_retry_attempts",
+        "_retry_forget",
+        "_retry_later",
+        "_retry_on",
+        "_retrying",
         "_run_estimate",
         "_run_hist",
         "_sample_mask",
@@ -889,6 +948,12 @@ class Queue:
         on_full: str = "block",
         block_timeout: float | timedelta | None = None,
         copy_context: bool = True,
+        max_queue_time: float | timedelta | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        retry_attempts: int = 1,
+        retry_on: tuple[type[BaseException], ...] = (),
+        retry_later: Callable[..., object] | None = None,
+        retry_forget: Callable[[Queue, object], object] | None = None,
     ) -> None:
         if max_queue is not None and not (type(max_queue) is int and max_queue >= 1):
             raise ValueError(f"max_queue must be an int >= 1 or None, not {max_queue!r}")
@@ -898,6 +963,42 @@ class Queue:
         self._raise_when_full = on_full == "raise"
         self._block_timeout = seconds(block_timeout, "block_timeout")
         self._copy_context = bool(copy_context)
+        wait_limit = seconds(max_queue_time, "max_queue_time")
+        # max_queue_time in ns: a job that waited longer when a worker reaches it expires.
+        self._max_wait = -1 if wait_limit < 0 else int(min(wait_limit * 1e9, 2.0**62))
+        # rate_limit: the last count start times (ns), the oldest at _rate_pos.
+        self._rate_ring: list[int] | None = None
+        self._rate_pos = 0
+        self._rate_per = 0
+        self._rate_waiter: Worker | None = None  # the one worker asleep until its turn
+        if rate_limit is not None:
+            if (
+                type(rate_limit) is not tuple
+                or len(rate_limit) != 2
+                or type(rate_limit[0]) is not int
+                or not 1 <= rate_limit[0] <= 10**7
+            ):
+                raise ValueError(
+                    f"rate_limit must be a (count, per) tuple, count an int in 1..10**7, "
+                    f"not {rate_limit!r}"
+                )
+            per = seconds(rate_limit[1], "rate_limit per")
+            if per <= 0:
+                raise ValueError(
+                    f"rate_limit per must be > 0 seconds and finite, not {rate_limit[1]!r}"
+                )
+            self._rate_per = int(min(per * 1e9, 2.0**62))
+            self._rate_ring = [-(2**62)] * rate_limit[0]  # long ago: the first count are free
+        if type(retry_attempts) is not int or retry_attempts < 1:
+            raise ValueError(f"retry_attempts must be an int >= 1, not {retry_attempts!r}")
+        if retry_attempts > 1 and (type(retry_on) is not tuple or not callable(retry_later)):
+            raise TypeError("retry needs retry_on (a tuple) and retry_later (a callable)")
+        self._retry_attempts = retry_attempts
+        self._retry_on = retry_on
+        self._retry_later = retry_later
+        self._retry_forget = retry_forget  # called with (queue, job): a retry was cancelled
+        # Jobs waiting out a retry's backoff: their Job (or a _Retrying) -> their slot.
+        self._retrying: dict[object, _Slot] = {}
         self._name = name
         with _serials_lock:
             self._serial = next(_serials)
@@ -947,6 +1048,7 @@ class Queue:
         job._tb = None
         job._listeners = None
         job._retrieved = False
+        job._attempts = 0
         return job
 
     def _capture(self) -> contextvars.Context | None:
@@ -1115,7 +1217,8 @@ class Queue:
                         numbered += 1
                         job._ref = ref + numbered
                 self._next_ref += numbered
-                wake = self._take_idle()
+                # A worker waiting for the rate limit takes the next job when its turn comes.
+                wake = self._take_idle() if self._rate_waiter is None else None
         except BaseException:
             if full:
                 self._tell_full(full[0])
@@ -1153,14 +1256,14 @@ class Queue:
         mask = self._sample_mask
         if len(self._slots) + n > _DEEP_QUEUE:
             mask |= 15
-        if _event_mask & _TIMED_EVENTS:
-            mask = 0
+        if _event_mask & _TIMED_EVENTS or self._max_wait >= 0:
+            mask = 0  # a handler wants every job timed, or every job's wait is checked
         return first, mask
 
     @staticmethod
     def _restamp(slots: list[_Slot]) -> list[_Slot]:
         now = monotonic_ns()
-        return [(*slot[:6], now if slot[6] else 0) for slot in slots]
+        return [(*slot[:6], now if slot[6] else 0, slot[7]) for slot in slots]
 
     def push(
         self,
@@ -1174,7 +1277,7 @@ class Queue:
         _check_args(args, kwargs)
         _check_callable(fn)
         self._enter(
-            [(fn, args, kwargs or None, None, False, self._capture(), self._stamp())], ticket
+            [(fn, args, kwargs or None, None, False, self._capture(), self._stamp(), 0)], ticket
         )
 
     def push_scheduled(
@@ -1189,7 +1292,9 @@ class Queue:
         _check_args(args, kwargs)
         _check_callable(fn)
         _check_context(context)
-        self._enter([(fn, args, kwargs or None, None, False, context, self._stamp())], None, True)
+        self._enter(
+            [(fn, args, kwargs or None, None, False, context, self._stamp(), 0)], None, True
+        )
 
     def push_many(
         self, fn: Callable[[Any], Any], items: Iterable[Any], ticket: RoomTicket | None = None
@@ -1226,6 +1331,7 @@ class Queue:
                 repeat(True),
                 repeat(context),
                 self._stamps(len(batch)),
+                repeat(0),
             )
         )
         if slots:
@@ -1243,7 +1349,7 @@ class Queue:
         _check_callable(fn)
         kwargs = kwargs or None
         job = self._new_job(fn, args, kwargs, current_owner())
-        self._enter([(fn, args, kwargs, job, False, self._capture(), self._stamp())], ticket)
+        self._enter([(fn, args, kwargs, job, False, self._capture(), self._stamp(), 0)], ticket)
         return job
 
     def push_async_many(
@@ -1260,7 +1366,7 @@ class Queue:
         stamps = self._stamps(len(jobs))
         self._enter(
             [
-                (fn, job._args, None, job, False, context, stamp)
+                (fn, job._args, None, job, False, context, stamp, 0)
                 for job, stamp in zip(jobs, stamps, strict=True)
             ],
             ticket,
@@ -1279,10 +1385,20 @@ class Queue:
 
     # -- working ----------------------------------------------------------------------
 
-    def work(self, worker: Worker, restart_on_error: bool = False) -> _Crash | None:
+    def work(
+        self,
+        worker: Worker,
+        restart_on_error: bool = False,
+        runner: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any] | None], Any]
+        | None = None,
+    ) -> _Crash | None:
         """Run queued jobs on the calling thread until the queue is closed and
         drained, or the worker is retired (returns None), or the worker crashes
         (returns (exception, function, reported)).
+
+        With ``runner``, each job is ``runner(fn, args, kwargs)`` (kwargs None when there are
+        none) instead of a call here: what a worker is (a child process, say) sits
+        behind it, and everything else (FIFO, limits, retries, stats, events) is the same.
 
         A job that raises an Exception fails and the worker goes on: an async job's
         Job holds the exception, a fire-and-forget job's is logged. The worker
@@ -1292,8 +1408,9 @@ class Queue:
         not an Exception crashes the worker too, unreported (reported is False).
 
         Goes from one job to the next while work is queued; blocks on the worker's
-        own wake lock when there is none. Counts each job in the queue's stats under
-        the lock it takes anyway: a fire-and-forget job when the worker comes back."""
+        own wake lock when there is none (or, with a rate limit, until its turn).
+        Counts each job in the queue's stats under the lock it takes anyway: a
+        fire-and-forget job when the worker comes back."""
         _check_worker(worker)
         lock = self._lock
         slots = self._slots
@@ -1301,21 +1418,38 @@ class Queue:
         # The last fire-and-forget job's outcome and times (< 0: not measured).
         outcome = 0
         wait_ns = run_ns = -1
+        rate_slept = False  # slept as the queue's rate waiter
         _locals.worker_of = self  # a job here that submits to its own full queue must not wait
         while True:
             with lock:
                 if outcome:
                     self._fold(outcome, wait_ns, run_ns)
                     outcome = 0
+                if rate_slept:
+                    rate_slept = False
+                    if self._rate_waiter is worker:
+                        self._rate_waiter = None  # its turn came
+                    else:
+                        # close() or retire() woke it (one release, under the lock): if
+                        # the timed wait ran out first, take that release back.
+                        worker._wake.acquire(blocking=False)
                 took = bool(slots) and not worker._retired
+                rate = 0
+                now = 0
                 if took:
-                    fn, args, kwargs, job, one_arg, context, stamp = slots.popleft()
+                    if self._rate_ring is not None or self._max_wait >= 0:
+                        now = monotonic_ns()
+                    if self._rate_ring is not None:
+                        rate, due = self._rate_wait(worker, slots[0], now)
+                        took = rate == 0
+                if took:
+                    fn, args, kwargs, job, one_arg, context, stamp, runs = slots.popleft()
                     line = bool(self._line)
                     worker._busy = True
                     # More is queued and a worker idles: wake it (it wakes the next, and so on).
                     wake = self._take_idle() if slots and self._idle else None
                     run = True
-                    dropped = False
+                    dropped = expired = False
                     listeners = None
                     if job is not None:
                         if job._state != _PENDING:  # cancelled while queued
@@ -1329,12 +1463,30 @@ class Queue:
                             dropped = True
                             self._dropped += 1
                         else:
+                            # Running, or about to fail as expired: no longer cancellable.
                             job._state = _RUNNING
                             worker._job = job
+                            if self._expired_at(stamp, now):
+                                run = False
+                                expired = True
+                                self._expired += 1
+                            else:
+                                job._attempts += 1
+                    elif self._expired_at(stamp, now):
+                        run = False
+                        expired = True
+                        self._expired += 1
                     if run:
                         worker._jobs_run += 1
                         self._started += 1
                     slow = not self._sample_mask  # long enough jobs to time every one
+            if rate:
+                if rate == 1:
+                    rate_slept = True
+                    self._sleep_for_rate(worker, due - now)
+                else:
+                    self._sleep_idle(worker)
+                continue
             if not took:
                 if self._park(worker):
                     continue
@@ -1348,6 +1500,13 @@ class Queue:
             wait_ns = run_ns = -1
             ref = None if job is None else job._ref
 
+            if expired:
+                escaped = self._expire(worker, fn, args, kwargs, job, one_arg, now - stamp, events)
+                if escaped is not None:  # a done callback raised SystemExit & co
+                    return (escaped, fn, False)
+                del fn, args, kwargs, job, context
+                continue
+
             if job is not None and not run:
                 escaped = _notify(job, listeners) if listeners is not None else None
                 if dropped and events & (1 << _JOB_DROPPED):
@@ -1360,13 +1519,13 @@ class Queue:
             # Each job runs in its own copy of the context it was submitted in; the
             # telemetry events around it too.
             if context is None:
-                ran = self._run_job(fn, args, kwargs, one_arg, stamp, timed, events, ref)
+                ran = self._run_job(fn, args, kwargs, one_arg, stamp, timed, events, ref, runner)
             else:
                 ran = context.copy().run(
-                    self._run_job, fn, args, kwargs, one_arg, stamp, timed, events, ref
+                    self._run_job, fn, args, kwargs, one_arg, stamp, timed, events, ref, runner
                 )
             result, error, wait_ns, run_ns = ran
-            del ran, context
+            del ran
 
             # Each path drops the job's references (del) before the worker may go idle.
             if job is None:
@@ -1376,32 +1535,75 @@ class Queue:
                     # Nobody awaits a fire-and-forget job: its failure is logged here.
                     outcome = _FAILED
                     crash = restart_on_error or not isinstance(error, Exception)
-                    log_job_error(
-                        self._name,
-                        fn,
-                        (args,) if one_arg else args,
-                        kwargs,
-                        error,
-                        note=_REPLACING if crash else "",
-                    )
-                    if crash:
+                    if self._retryable(runs + 1, error):
+                        # Runs again after its backoff; the traceback goes, so that its
+                        # frames are not kept meanwhile.
+                        error.__traceback__ = None
+                        token = _Retrying(fn, error)
                         with lock:
-                            self._fold(outcome, wait_ns, run_ns)
+                            self._retrying[token] = (
+                                fn,
+                                args,
+                                kwargs,
+                                None,
+                                one_arg,
+                                context,
+                                0,
+                                runs + 1,
+                            )
+                            self._retried += 1
+                            self._fold(_RETRIED, wait_ns, run_ns)
+                        outcome = 0
+                        self._schedule_retry(token, runs + 1, error, fn, None)
+                        del token
+                    else:
+                        log_job_error(
+                            self._name,
+                            fn,
+                            (args,) if one_arg else args,
+                            kwargs,
+                            error,
+                            note=_attempts_note(runs + 1) + (_REPLACING if crash else ""),
+                        )
+                        if crash:
+                            with lock:
+                                self._fold(outcome, wait_ns, run_ns)
+                    if crash:
                         return (error, fn, True)
-                del fn, args, kwargs, result, error
+                del fn, args, kwargs, result, error, context
                 continue
 
             if error is not None:
                 crash = restart_on_error or not isinstance(error, Exception)
+                retry = self._retryable(job._attempts, error)
                 tb = error.__traceback__
                 with lock:
-                    job._exception = error
-                    job._tb = tb
-                    job._state = _FINISHED
-                    listeners, job._listeners = job._listeners, None
+                    if retry:
+                        # Pending again, off the queue, until its backoff is over; nobody
+                        # sees this run's exception (the caller gets the last outcome).
+                        job._state = _PENDING
+                        self._retrying[job] = (fn, args, kwargs, job, one_arg, context, 0, 0)
+                        self._retried += 1
+                        self._fold(_RETRIED, wait_ns, run_ns)
+                    else:
+                        job._exception = error
+                        job._tb = tb
+                        job._state = _FINISHED
+                        listeners, job._listeners = job._listeners, None
+                        self._fold(_FAILED, wait_ns, run_ns)
                     worker._job = None
-                    self._fold(_FAILED, wait_ns, run_ns)
-                del tb
+                del tb, context
+                if retry:
+                    # Kept as the cause of a JobExpiredError, should the retry expire;
+                    # without its traceback, whose frames must not live on meanwhile.
+                    error.__traceback__ = None
+                    job._result = error
+                    self._schedule_retry(job, job._attempts, error, fn, ref)
+                    del job
+                    if crash:
+                        return (error, fn, True)
+                    del fn, args, kwargs, error
+                    continue
                 escaped = _notify(job, listeners) if listeners is not None else None
                 del job, listeners
                 if escaped is not None:
@@ -1410,18 +1612,270 @@ class Queue:
                     return (error, fn, True)
                 del fn, args, kwargs, error
                 continue
+            del context
+            # A run before's exception, if this is a retry: not freed under the lock.
+            prev = getattr(job, "_result", None) if job._attempts > 1 else None
             with lock:
                 job._result = result
                 job._state = _FINISHED
                 listeners, job._listeners = job._listeners, None
                 worker._job = None
                 self._fold(_COMPLETED, wait_ns, run_ns)
-            del result
+            del result, prev
             if listeners is not None:
                 escaped = _notify(job, listeners)
                 if escaped is not None:
                     return (escaped, fn, False)
             del fn, args, kwargs, job, listeners
+
+    # -- rate limit, deadlines and retries ----------------------------------------------
+
+    def _rate_wait(self, worker: Worker, head: _Slot, now: int) -> tuple[int, int]:
+        """Lock held, head the first slot: (0, 0) if it may be taken now (a job that will
+        run takes its start in the window here), (1, due) if this worker is now the rate
+        waiter (to sleep until due), (2, 0) if it idles behind the rate waiter.
+        Cancelled, dropped and expired jobs are skipped without a start."""
+        ring = self._rate_ring
+        assert ring is not None
+        job = head[3]
+        if job is not None and (job._state != _PENDING or not job._owner_token._alive):
+            return 0, 0
+        if self._expired_at(head[6], now):
+            return 0, 0
+        pos = self._rate_pos
+        next_start = ring[pos] + self._rate_per
+        if next_start <= now:
+            # Strict sliding window: the start count places back is at least per ago.
+            ring[pos] = now
+            self._rate_pos = pos + 1 if pos + 1 < len(ring) else 0
+            return 0, 0
+        if self._rate_waiter is None:
+            self._rate_waiter = worker
+            return 1, next_start
+        self._idle.append(worker)
+        worker._busy = False
+        return 2, 0
+
+    def _sleep_for_rate(self, worker: Worker, ns: int) -> None:
+        # The rate waiter's sleep: until its turn, or until close() or retire() wake it.
+        try:
+            worker._wake.acquire(timeout=min(ns / 1e9 + 1e-6, threading.TIMEOUT_MAX))
+        except BaseException:
+            with self._lock:  # interrupted (a signal handler raised on the main thread)
+                if self._rate_waiter is worker:
+                    self._rate_waiter = None
+                else:  # a release may or may not have been consumed: start afresh
+                    worker._wake = _held_lock()
+            raise
+
+    def _sleep_idle(self, worker: Worker) -> None:
+        # Idle behind the rate waiter (on the idle stack): a wake-up passes the turn on.
+        try:
+            worker._wake.acquire()
+        except BaseException:
+            self._unpark(worker)
+            raise
+
+    def _release_rate_waiter(self) -> None:
+        # Lock held: wake the worker asleep until the rate limit's next start (one release
+        # of its wake lock; the worker takes back a late one, see work()).
+        waiter, self._rate_waiter = self._rate_waiter, None
+        if waiter is not None:
+            waiter._wake.release()
+
+    def _expired_at(self, stamp: int, now: int) -> bool:
+        # The job queued at stamp waited longer than max_queue_time (every push is timed then).
+        return self._max_wait >= 0 and stamp != 0 and now - stamp > self._max_wait
+
+    def _expire(
+        self,
+        worker: Worker,
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: dict[str, Any] | None,
+        job: Job[Any] | None,
+        one_arg: bool,
+        waited: int,
+        events: int,
+    ) -> BaseException | None:
+        """A job that waited longer than max_queue_time is not run: an async job fails
+        with JobExpiredError, a fire-and-forget one is logged. Returns what a done
+        callback raised that is not an Exception, if one did."""
+        limit = self._max_wait / 1e9
+        escaped = None
+        ref = None
+        if job is not None:
+            ref = job._ref
+            error = JobExpiredError(
+                f"job {ref} waited {waited / 1e9:.3f} s in pool {self._name!r}, longer than "
+                f"its max_queue_time of {limit:g} s, so it was not run"
+                + (
+                    ""
+                    if job._attempts == 0
+                    else f" again after {job._attempts} attempt{'s' if job._attempts > 1 else ''}"
+                )
+            )
+            cause = getattr(job, "_result", None)  # a retry's: its last run's exception
+            if job._attempts and isinstance(cause, BaseException):
+                error.__cause__ = cause
+            with self._lock:
+                job._exception = error
+                job._tb = None  # it never ran
+                job._state = _FINISHED
+                listeners, job._listeners = job._listeners, None
+                worker._job = None
+            if listeners is not None:
+                escaped = _notify(job, listeners)
+        else:
+            _log.warning(
+                "job %s in pool %r expired: it waited %.3f s, longer than its "
+                "max_queue_time of %g s, so it was not run",
+                describe_call(fn, (args,) if one_arg else args, kwargs),
+                self._name,
+                waited / 1e9,
+                limit,
+                extra={"oddjob_pool": self._name, "oddjob_function": fn},
+            )
+        if events & (1 << _JOB_EXPIRED):
+            _job_event(_JOB_EXPIRED, self._name, fn, ref, waited)
+        return escaped
+
+    def _retryable(self, runs: int, exc: BaseException) -> bool:
+        # True if a job whose run number runs raised exc gets another.
+        if runs >= self._retry_attempts:
+            return False
+        try:
+            return isinstance(exc, self._retry_on)
+        except Exception:
+            return False  # a hostile __instancecheck__: the job fails as it is
+
+    def _schedule_retry(
+        self,
+        item: object,
+        runs: int,
+        exc: BaseException,
+        fn: Callable[..., Any],
+        ref: int | None,
+    ) -> None:
+        # Set the backoff timer (the hook also emits job.retry). If it cannot be set (no
+        # thread for the scheduler, out of memory), this run was the last.
+        try:
+            assert self._retry_later is not None
+            self._retry_later(self, item, runs, exc, fn, ref)
+        except Exception:
+            _log.exception(
+                "could not schedule the retry of %r in pool %r; it fails now", fn, self._name
+            )
+            self._retry_failed(item, exc, True)
+
+    def _retry_failed(self, item: object, exc: BaseException, unscheduled: bool) -> None:
+        # item cannot wait for its retry after all: it fails with exc. unscheduled: its
+        # timer could not be set, so it was no retry.
+        with self._lock:
+            slot = self._retrying.pop(item, None)
+            if slot is not None and unscheduled:
+                self._retried -= 1
+        if slot is None:
+            return  # cancelled meanwhile
+        if isinstance(item, Job):
+            self._fail(item, exc, False)
+        else:
+            with self._lock:
+                self._failed += 1
+            fn, args, kwargs, _job, one_arg, _context, _stamp, runs = slot
+            log_job_error(
+                self._name,
+                fn,
+                (args,) if one_arg else args,
+                kwargs,
+                exc,
+                note=_attempts_note(runs),
+            )
+        self._wake_if_drained()
+
+    def _forget_retry(self, item: object) -> None:
+        # item no longer waits for its retry (cancelled, or settled by close()): its
+        # backoff timer goes, or it would keep the job (and the scheduling thread) until due.
+        if self._retry_forget is None:
+            return
+        try:
+            self._retry_forget(self, item)
+        except Exception:
+            _log.exception("could not drop the retry timer of %r", item)
+
+    def _wake_if_drained(self) -> None:
+        # A retry was settled off the queue: if it was the last thing a closed queue
+        # waited for, the idle workers may exit now.
+        with self._lock:
+            if not (self._closed and not self._slots and not self._retrying):
+                return
+            for worker in self._idle:
+                worker._wake.release()
+            self._idle.clear()
+
+    def _settle_retries(self, retrying: dict[object, _Slot], forget: bool) -> int:
+        # The queue closed with cancel_pending (or broke, or this is a fork's child) while
+        # these waited for a retry: async jobs are cancelled (or fail with
+        # PoolBrokenError); a fire-and-forget job's last error is logged.
+        error: BaseException | None = None
+        settled = plain = 0
+        for item, slot in retrying.items():
+            if forget:  # not in a fork's child: its timers were the parent's scheduler's
+                self._forget_retry(item)
+            try:
+                if isinstance(item, Job):
+                    if self._broken is not None:
+                        settled += self._fail(item, _closed_error(self), False)
+                    elif item._cancel(self, False):
+                        settled += 1
+                else:
+                    assert isinstance(item, _Retrying)
+                    plain += 1
+                    fn, args, kwargs, _job, one_arg, _context, _stamp, runs = slot
+                    log_job_error(
+                        self._name,
+                        fn,
+                        (args,) if one_arg else args,
+                        kwargs,
+                        item.error,
+                        note=_attempts_note(runs) + "; its retry was cancelled as the pool stopped",
+                    )
+            except BaseException as exc:
+                if error is None:
+                    error = exc
+        _count_plain(self, plain)
+        if error is not None:
+            raise error
+        return settled + plain
+
+    def requeue(self, item: object) -> bool:
+        """A retry's backoff is over: put its job back at the tail of the queue, even of
+        a full queue or a closed one that is draining. False if it was settled meanwhile
+        (cancelled, or the pool stopped with cancel_pending)."""
+        if not isinstance(item, Job | _Retrying):
+            raise TypeError(f"requeue takes a job waiting for its retry, not {type(item).__name__}")
+        failed = None
+        with self._lock:
+            slot = self._retrying.pop(item, None)
+            if slot is None:
+                return False
+            try:
+                self._slots.append((*slot[:6], self._stamp(), slot[7]))
+            except MemoryError as exc:
+                self._retrying[item] = slot  # for _retry_failed to settle
+                failed = exc
+            wake = self._take_idle() if self._rate_waiter is None else None
+        if failed is not None:
+            self._retry_failed(item, failed, False)
+            return False
+        if wake is not None:
+            wake.release()
+        return True
+
+    def retries_waiting(self) -> int:
+        """Jobs waiting out a retry's backoff (counted as queued by stats())."""
+        with self._lock:
+            return len(self._retrying)
 
     def _run_job(
         self,
@@ -1433,6 +1887,7 @@ class Queue:
         timed: bool,
         events: int,
         ref: int | None,
+        runner: Callable[..., Any] | None,
     ) -> tuple[Any, BaseException | None, int, int]:
         """Call one job (in its context, when it has one) between its telemetry
         events: (result, exception or None, queue wait, run time), times -1 if not
@@ -1446,7 +1901,9 @@ class Queue:
             _job_event(_JOB_START, self._name, fn, ref, wait_ns)
         result = error = None
         try:
-            if one_arg:
+            if runner is not None:
+                result = runner(fn, (args,) if one_arg else args, kwargs)
+            elif one_arg:
                 result = fn(args)
             elif kwargs is None:
                 result = fn(*args)
@@ -1468,7 +1925,7 @@ class Queue:
         self._finished += 1
         if outcome == _COMPLETED:
             self._completed += 1
-        else:
+        elif outcome == _FAILED:
             self._failed += 1
         if wait_ns >= 0:
             self._wait_hist.record(wait_ns)
@@ -1504,6 +1961,221 @@ class Queue:
                 raise escaped
         return True
 
+    # -- jobs taken ahead (process workers) ---------------------------------------------
+
+    def take(self, worker: Worker, most: int) -> list[tuple[Any, Any, Any, Any, int]]:
+        """Up to most more queued jobs for a worker that is running one: a process
+        worker sends them to its child with that one, in one message. Each is started
+        as work() starts a job (no longer cancellable, counted as running, job.start
+        emitted) and must be ended by finish(), or given back by putback() if it never
+        ran. A list of (item, fn, args, kwargs, wait_ns): item is opaque (for finish
+        and putback), wait_ns the job's queue wait (-1: not measured).
+
+        Takes nothing from a queue with a rate limit or max_queue_time (their checks
+        belong to each start, which a batch would blur), nor for a retired worker; stops
+        at the first job that is cancelled or whose owner is gone (work() settles those)."""
+        _check_worker(worker)
+        taken: list[_Slot] = []
+        if most <= 0 or self._rate_ring is not None or self._max_wait >= 0:
+            return []
+        now = monotonic_ns()
+        with self._lock:
+            slots = self._slots
+            while slots and len(taken) < most and not worker._retired:
+                slot = slots[0]
+                job = slot[3]
+                if job is not None:
+                    if job._state != _PENDING or not job._owner_token._alive:
+                        break  # cancelled, or its owner is gone: work() settles it
+                    job._state = _RUNNING
+                    job._attempts += 1
+                taken.append(slots.popleft())
+                worker._jobs_run += 1
+                self._started += 1
+            line = bool(taken) and bool(self._line)
+        if line:
+            self._wake_line()  # slots came free: the first submitter in line may fit
+        events = _event_mask
+        handed: list[tuple[Any, Any, Any, Any, int]] = []
+        for slot in taken:
+            fn, args, kwargs, job, one_arg, _context, stamp, _runs = slot
+            wait_ns = now - stamp if stamp else -1
+            handed.append((slot, fn, (args,) if one_arg else args, kwargs, wait_ns))
+            if events & (1 << _JOB_START):
+                _job_event(_JOB_START, self._name, fn, None if job is None else job._ref, wait_ns)
+        return handed
+
+    def finish(
+        self,
+        worker: Worker,
+        item: Any,
+        ok: bool,
+        value: Any,
+        wait_ns: int = -1,
+        run_ns: int = -1,
+        retry: bool = True,
+    ) -> BaseException | None:
+        """End a job take() gave, with its result (ok) or its exception (value), as
+        work() ends a job it ran: a failure is retried under the pool's retry policy
+        (unless retry is False: after a fork, the parent's timers are not to be
+        touched), or fails its Job, or (fire and forget) is logged. Returns what a done
+        callback raised that is not an Exception (SystemExit & co), else None.
+
+        Raises:
+            ValueError: item is not a job that take() gave and finish() has not ended.
+        """
+        _check_worker(worker)
+        if type(item) is not tuple or len(item) != 8:
+            raise ValueError(f"finish() takes a job take() gave, not {type(item).__name__}")
+        fn, args, kwargs, job, one_arg, context, _stamp, runs = item
+        events = _event_mask
+        lock = self._lock
+        if job is not None:
+            if job._state != _RUNNING or job._queue is not self:
+                raise ValueError(f"finish() takes a job take() gave, once: not {job!r}")
+            ref = job._ref
+            if ok:
+                if events & (1 << _JOB_STOP):
+                    _job_event(_JOB_STOP, self._name, fn, ref, wait_ns, run_ns)
+                prev = getattr(job, "_result", None) if job._attempts > 1 else None
+                with lock:
+                    job._result = value
+                    job._state = _FINISHED
+                    listeners, job._listeners = job._listeners, None
+                    self._fold(_COMPLETED, wait_ns, run_ns)
+                del prev
+                return _notify(job, listeners) if listeners is not None else None
+            exc: BaseException = value
+            if events & (1 << _JOB_EXCEPTION):
+                _job_event(_JOB_EXCEPTION, self._name, fn, ref, wait_ns, run_ns, exc)
+            again = retry and self._retryable(job._attempts, exc)
+            tb = exc.__traceback__
+            with lock:
+                if again:
+                    job._state = _PENDING
+                    self._retrying[job] = (fn, args, kwargs, job, one_arg, context, 0, 0)
+                    self._retried += 1
+                    self._fold(_RETRIED, wait_ns, run_ns)
+                else:
+                    job._exception = exc
+                    job._tb = tb
+                    job._state = _FINISHED
+                    listeners, job._listeners = job._listeners, None
+                    self._fold(_FAILED, wait_ns, run_ns)
+            del tb
+            if again:
+                exc.__traceback__ = None  # its frames must not live on meanwhile
+                job._result = exc  # the cause of a JobExpiredError, should the retry expire
+                self._schedule_retry(job, job._attempts, exc, fn, ref)
+                return None
+            return _notify(job, listeners) if listeners is not None else None
+        if ok:
+            if events & (1 << _JOB_STOP):
+                _job_event(_JOB_STOP, self._name, fn, None, wait_ns, run_ns)
+            with lock:
+                self._fold(_COMPLETED, wait_ns, run_ns)
+            return None
+        error: BaseException = value
+        if events & (1 << _JOB_EXCEPTION):
+            _job_event(_JOB_EXCEPTION, self._name, fn, None, wait_ns, run_ns, error)
+        if retry and self._retryable(runs + 1, error):
+            error.__traceback__ = None
+            token = _Retrying(fn, error)
+            with lock:
+                self._retrying[token] = (fn, args, kwargs, None, one_arg, context, 0, runs + 1)
+                self._retried += 1
+                self._fold(_RETRIED, wait_ns, run_ns)
+            self._schedule_retry(token, runs + 1, error, fn, None)
+            return None
+        log_job_error(
+            self._name,
+            fn,
+            (args,) if one_arg else args,
+            kwargs,
+            error,
+            note=_attempts_note(runs + 1),
+        )
+        with lock:
+            self._fold(_FAILED, wait_ns, run_ns)
+        return None
+
+    def finish_results(
+        self,
+        worker: Worker,
+        taken: list[tuple[Any, Any, Any, Any, int]],
+        first: int,
+        results: list[tuple[int, Any, int]],
+        at: int,
+        ok_kind: int,
+    ) -> tuple[int, BaseException | None]:
+        """finish() for a run of successes at once: ends taken[first], taken[first + 1],
+        ... (take()'s tuples) with results[at], results[at + 1], ... (each a tuple
+        (kind, value, run_ns)) while each result's kind is ok_kind, stopping at the first
+        that is not (the caller ends that one) or where either list ends. Returns (how
+        many it ended, the first non-Exception a done callback raised, or None).
+
+        Raises:
+            ValueError: first or at is negative, or an item is not one take() gave
+                (those before it are ended).
+            TypeError: an entry of taken or results is not a tuple of the right size
+                (those before it are ended).
+        """
+        if type(taken) is not list or type(results) is not list:
+            raise TypeError("finish_results() takes lists of taken jobs and of results")
+        if first < 0 or at < 0:
+            raise ValueError(f"first and at must be >= 0, not {first} and {at}")
+        count = min(len(taken) - first, len(results) - at)
+        raised = None
+        n = 0
+        while n < count:
+            t = taken[first + n]
+            r = results[at + n]
+            if type(t) is not tuple or type(r) is not tuple or len(t) != 5 or len(r) != 3:
+                raise TypeError(
+                    "finish_results() takes take()'s 5-tuples and (kind, value, run_ns) results"
+                )
+            if r[0] != ok_kind:
+                break
+            callback_raised = self.finish(worker, t[0], True, r[1], t[4], r[2])
+            n += 1
+            if callback_raised is not None and raised is None:
+                raised = callback_raised
+        return n, raised
+
+    def putback(self, worker: Worker, items: list[Any]) -> bool:
+        """Jobs take() gave that never started (the worker process died before it
+        reached them): back at the head of the queue, in their order, as if never taken.
+        False, with nothing changed, if there is no memory for them.
+
+        Raises:
+            ValueError: an item is not one that take() gave.
+        """
+        _check_worker(worker)
+        for item in items:
+            if type(item) is not tuple or len(item) != 8:
+                raise ValueError(f"putback() takes jobs take() gave, not {type(item).__name__}")
+            job = item[3]
+            if job is not None and (job._state != _RUNNING or job._queue is not self):
+                raise ValueError(f"putback() takes jobs take() gave: not {job!r}")
+        if not items:
+            return True
+        with self._lock:
+            try:
+                self._slots.extendleft(reversed(items))
+            except MemoryError:
+                return False
+            for item in items:
+                job = item[3]
+                if job is not None:
+                    job._state = _PENDING
+                    job._attempts -= 1
+            self._started -= len(items)
+            worker._jobs_run -= len(items)
+            wake = self._take_idle() if self._rate_waiter is None else None
+        if wake is not None:
+            wake.release()
+        return True
+
     def abandon(self, worker: Worker, exc: BaseException) -> bool:
         """The worker is gone (it did not survive a fork, or its process died): fail
         the async job it was running, if any, with exc. True if there was one."""
@@ -1517,10 +2189,16 @@ class Queue:
         work again, False to leave (queue closed and drained, or worker retired)."""
         try:
             with self._lock:
-                if worker._retired or (self._closed and not self._slots):
+                if worker._retired or (self._closed and not self._slots and not self._retrying):
                     worker._busy = False
                     # Retired just after a pusher picked it: pass that wake-up on.
                     handoff = self._take_idle() if self._slots else None
+                    if self._closed and not self._slots:
+                        # Drained: workers that idled after close() (behind the rate
+                        # waiter, or for a retry) would wait for a wake-up nobody sends.
+                        for idle in self._idle:
+                            idle._wake.release()
+                        self._idle.clear()
                     leave = True
                 elif self._slots:
                     return True  # work arrived since the caller looked
@@ -1567,24 +2245,30 @@ class Queue:
             raise TypeError(f"broken must be an exception, not {type(broken).__name__}")
         cancel_pending = bool(cancel_pending)
         taken: list[_Slot] = []
+        retrying: dict[object, _Slot] = {}
         with self._lock:
             self._closed = True
             if broken is not None and self._broken is None:
                 self._broken = broken
-            if (cancel_pending or self._broken is not None) and self._slots:
-                taken = list(self._slots)
-                self._slots.clear()
-                self._cancelled_waiting = 0  # out of the deque with the rest
+            if cancel_pending or self._broken is not None:
+                if self._slots:
+                    taken = list(self._slots)
+                    self._slots.clear()
+                    self._cancelled_waiting = 0  # out of the deque with the rest
+                # Jobs waiting out a retry's backoff go too.
+                retrying, self._retrying = self._retrying, {}
             for worker in self._idle:
                 worker._wake.release()
             self._idle.clear()
+            self._release_rate_waiter()
             line = self._release_line()
         for ticket in line:
             ticket._fire()  # each finds the queue closed
         # Nothing to drop is the common case, and the only one at interpreter teardown,
         # where an Executor's weakref callback closes its queue after module globals
         # (_drop among them) may already be None.
-        return _drop(self, taken) if taken else 0
+        dropped = _drop(self, taken) if taken else 0
+        return dropped + self._settle_retries(retrying, True) if retrying else dropped
 
     def _release_line(self) -> list[RoomTicket]:
         # Lock held, queue closed (nobody joins the line any more): empty the line,
@@ -1602,6 +2286,8 @@ class Queue:
         wake = None
         with self._lock:
             worker._retired = True
+            if self._rate_waiter is worker:
+                self._release_rate_waiter()
             for i, idle in enumerate(self._idle):
                 if idle is worker:
                     del self._idle[i]
@@ -1624,10 +2310,13 @@ class Queue:
         taken = list(self._slots)
         self._slots.clear()
         self._cancelled_waiting = 0
+        retrying, self._retrying = self._retrying, {}  # their timers were the parent's
         self._idle.clear()  # their threads are gone: nobody to wake
+        self._rate_waiter = None
         self._release_line()  # its submitters were threads that did not survive the fork
         self._lock.release()
         _drop(self, taken)
+        self._settle_retries(retrying, False)
 
     # -- introspection ------------------------------------------------------------------
 
@@ -1653,6 +2342,22 @@ class Queue:
     def copy_context(self) -> bool:
         return self._copy_context
 
+    @property
+    def max_queue_time(self) -> float | None:
+        """Seconds a job may wait in the queue before it expires, or None: no limit."""
+        return None if self._max_wait < 0 else self._max_wait / 1e9
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """(count, per): at most count starts in any per seconds; or None."""
+        ring = self._rate_ring
+        return None if ring is None else (len(ring), self._rate_per / 1e9)
+
+    @property
+    def retry_attempts(self) -> int:
+        """Runs a job gets in all (1: no retries)."""
+        return self._retry_attempts
+
     def waiting(self) -> int:
         """Submitters waiting for room (blocked threads and oddjob.aio tickets)."""
         return len(self._line)
@@ -1665,7 +2370,7 @@ class Queue:
         (count, mean, p50, p90, p99, max) in seconds: counters, not a walk of the queue."""
         with self._lock:
             return (
-                len(self._slots) - self._cancelled_waiting,
+                len(self._slots) - self._cancelled_waiting + len(self._retrying),
                 self._started - self._finished,
                 self._submitted,
                 self._started,
@@ -1690,7 +2395,7 @@ class Queue:
         with self._lock:
             slots = list(self._slots)
         out: list[_Queued] = []
-        for fn, args, kwargs, job, one_arg, _context, _stamp in slots:
+        for fn, args, kwargs, job, one_arg, _context, _stamp, _runs in slots:
             if job is not None:
                 if job._state == _PENDING:
                     out.append((job.function, job.args, dict(job.kwargs), job))
