@@ -4,16 +4,21 @@ pure-Python twin (the autouse `core` fixture), with a thread-leak check around i
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 import oddjob
 import support
-from oddjob import _backend, _executor
+from oddjob import _backend, _executor, telemetry
+from oddjob import _config as config
 
 # How long worker threads get to exit once their pools are stopped.
 THREAD_EXIT_WAIT = 5.0
@@ -46,6 +51,9 @@ def _no_leaked_threads() -> Iterator[None]:
             t.join(max(0.0, deadline - time.monotonic()))
     leaked = [t.name for t in oddjob_threads() if t not in before]
     assert not leaked, f"oddjob threads still alive {THREAD_EXIT_WAIT}s after the test: {leaked}"
+    # Worker processes end with their driver threads (the threads wait for them).
+    processes = [p for p in multiprocessing.active_children() if p.name.startswith("oddjob")]
+    assert not processes, f"worker processes still alive after the test: {processes}"
 
 
 def pytest_report_header() -> str:
@@ -82,6 +90,7 @@ def core(request: pytest.FixtureRequest, _no_leaked_threads: None) -> Iterator[M
     module = core_module(request.param)
     assert module is not None, f"the {request.param} core cannot be imported"
     assert request.param == module.IMPLEMENTATION
+    support.close_gates()
     with _backend.use(module):
         try:
             yield module
@@ -112,3 +121,44 @@ def oddjob_log(caplog: pytest.LogCaptureFixture) -> Iterator[support.LogWatcher]
         yield watcher
     finally:
         logger.removeHandler(watcher)
+
+
+@pytest.fixture
+def clean_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No configure() call, no oddjob environment variable, no config file (yields the
+    monkeypatch, to set some)."""
+    for var in [*config.ENV_VARS.values(), config.CONFIG_FILE_VAR]:
+        monkeypatch.delenv(var, raising=False)
+    config.reset()
+    yield monkeypatch
+    config.reset()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
+    """config_file(text) writes a TOML file and points ODDJOB_CONFIG at it."""
+
+    def write(text: str) -> Path:
+        path = tmp_path / "oddjob.toml"
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        monkeypatch.setenv(config.CONFIG_FILE_VAR, str(path))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def record_events() -> Iterator[Callable[[str, list[str]], support.Events]]:
+    """record_events(pool, names) attaches a handler recording pool's events of those
+    names; it is detached when the test ends."""
+    ids: list[Any] = []
+
+    def attach(pool: str, names: list[str]) -> support.Events:
+        recorder = support.Events(pool)
+        telemetry.attach(("recorded", pool), names, recorder.handler)
+        ids.append(("recorded", pool))
+        return recorder
+
+    yield attach
+    for handler_id in ids:
+        telemetry.detach(handler_id)

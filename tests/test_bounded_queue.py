@@ -534,16 +534,6 @@ def test_running_jobs_do_not_count_toward_max_queue(make_pool):
 # -- configuration ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def clean_config(monkeypatch: pytest.MonkeyPatch):
-    """No configure() call, no oddjob environment variable, no config file."""
-    for var in [*config.ENV_VARS.values(), config.CONFIG_FILE_VAR]:
-        monkeypatch.delenv(var, raising=False)
-    config.reset()
-    yield monkeypatch
-    config.reset()
-
-
 @pytest.mark.parametrize(
     ("key", "value"),
     [

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -59,27 +59,8 @@ VALUES: dict[str, dict[str, Any]] = {
 SOURCES = ("configure", "env", "file")  # highest precedence first
 
 
-@pytest.fixture(autouse=True)
-def _clean_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test starts with no configure() call, no oddjob variable and no file."""
-    for var in [*ENV_VARS.values(), config.CONFIG_FILE_VAR]:
-        monkeypatch.delenv(var, raising=False)
-    config.reset()
-    yield
-    config.reset()
-
-
-@pytest.fixture
-def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
-    """config_file(text) writes a TOML file and points ODDJOB_CONFIG at it."""
-
-    def write(text: str) -> Path:
-        path = tmp_path / "oddjob.toml"
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        monkeypatch.setenv(config.CONFIG_FILE_VAR, str(path))
-        return path
-
-    return write
+# Each test starts with no configure() call, no oddjob variable and no file.
+pytestmark = pytest.mark.usefixtures("clean_config")
 
 
 def toml_value(value: Any) -> str:

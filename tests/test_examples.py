@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import struct
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +17,8 @@ from oddjob import telemetry
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A run of examples/external_api.py takes about 2 s; this bounds a hung one.
+EXTERNAL_API_TIMEOUT = 60.0
 
 
 def load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
@@ -51,3 +55,51 @@ def test_stats_over_time_draws_its_three_panels(
     # The first burst (400 jobs) fills the queue: 8 run, 200 wait, the producer blocks.
     assert most_queued >= example.MAX_QUEUE // 2
     assert telemetry.handlers() == []
+
+
+def test_external_api_keeps_to_the_quota_and_retries_and_drops_stale_calls(
+    core: ModuleType,
+) -> None:
+    """The example in a child process, on the core under test: it exits 0 (the server
+    never saw more than its quota in a window), and its figures add up."""
+    script = EXAMPLES / "external_api.py"
+    if not script.exists():
+        pytest.skip("examples/ is not here (the tests run from an installed wheel)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ODDJOB_")}
+    env["ODDJOB_NO_EXTENSIONS"] = "1" if core.IMPLEMENTATION == "python" else "0"
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=EXTERNAL_API_TIMEOUT,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert done.stderr == ""  # no log record: every job's outcome was collected
+
+    server = re.search(
+        r"server: (\d+) requests, at most (\d+) in any 1 s window \(quota 50\); "
+        r"(\d+) answered 429, (\d+) answered 503",
+        out,
+    )
+    pool = re.search(
+        r"pool: (\d+) succeeded \((\d+) after a retry\), (\d+) failed, (\d+) expired; "
+        r"stats\(\): retried (\d+), expired (\d+)",
+        out,
+    )
+    assert server and pool, out
+    requests, busiest, too_many, unavailable = map(int, server.groups())
+    succeeded, after_retry, failed, expired, retried, stats_expired = map(int, pool.groups())
+    assert busiest <= 50
+    assert too_many == 0  # the pool kept to the quota
+    assert unavailable == requests // 7  # every 7th request
+    assert succeeded + failed + expired == 150
+    # Every 503 was retried but a job's last: each run is one request.
+    assert retried == unavailable - failed
+    assert requests == succeeded + failed + retried
+    assert 0 < after_retry <= succeeded
+    # 150 calls and their retries need more than the 2 windows that a call queued for
+    # at most max_queue_time (1.5 s) can start in: the calls still queued after it expire.
+    assert expired > 0
+    assert stats_expired == expired

@@ -93,21 +93,32 @@ def test_a_replacement_the_os_refuses_is_retried_until_it_starts(core):
         core,
         """
         logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="log: %(message)s")
+        refused = threading.Event()
+
+        class Refusals(logging.Handler):
+            def emit(self, record):
+                if "cannot start a thread" in record.getMessage():
+                    refused.set()
+
+        logging.getLogger("oddjob").addHandler(Refusals())
         pool = oddjob.start_link("db", pool_size=1, restart_on_error=True)
         limit(256 + 128)  # the retrying thread lives on: room for one stack more
         hog = mmap.mmap(-1, 200 * MiB)  # now not even that
         done = threading.Event()
         oddjob.perform("db", lambda: 1 / 0)  # the one worker crashes; no thread to replace it
         oddjob.perform("db", done.set)  # accepted, and must run once a thread can start
-        time.sleep(0.3)
+        # Not a sleep: on a loaded machine the worker may not even have run the first job.
+        say("refused:", refused.wait(15))
+        time.sleep(0.1)  # a retry or two more, still refused
         say("ran while refused:", done.is_set())
         hog.close()  # the OS allows a thread again
-        say("ran after:", done.wait(20))
+        say("ran after:", done.wait(15))
         say("workers:", len(oddjob.workers("db")))
         oddjob.stop("db", timeout=5)
         """.replace("\n        ", "\n"),
     )
     shown = "\n".join(lines)
+    assert "refused: True" in lines, shown
     assert "ran while refused: False" in lines, shown
     assert "ran after: True" in lines, shown
     assert "workers: 1" in lines, shown

@@ -12,7 +12,7 @@ import pytest
 import oddjob
 import support
 from oddjob import Latency, PoolStats
-from support import WAIT, block_workers, gate
+from support import WAIT, accounted, block_workers, gate, settled
 
 FIELDS = [
     "pool",
@@ -34,32 +34,6 @@ FIELDS = [
     "run_time",
 ]
 ZERO = Latency(0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
-def settled(pool: str | oddjob.Pool, predicate, timeout: float = WAIT) -> PoolStats:
-    """The pool's stats once ``predicate(stats)`` holds. Counters of a job are updated
-    around the moment its result is published, so a test that has just seen a result
-    waits (with a bound) for the counters to catch up. A Pool may have stopped."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = pool.stats() if isinstance(pool, oddjob.Pool) else oddjob.stats(pool)
-        if predicate(stats):
-            return stats
-        assert time.monotonic() < deadline, f"stats never settled: {stats}"
-        time.sleep(0.002)
-
-
-def accounted(stats: PoolStats) -> int:
-    """What the contract's invariant says ``submitted`` equals once the pool is idle."""
-    return (
-        stats.queued
-        + stats.running
-        + stats.completed
-        + stats.failed
-        + stats.cancelled
-        + stats.dropped
-        + stats.expired
-    )
 
 
 def fails_on_tens(i: int) -> int:

@@ -21,8 +21,11 @@ SUBMITTERS = 8
 # Jobs each submitter sends in the default run (8 x 50,000 = 400,000 per core).
 JOBS_PER_SUBMITTER = 50_000
 SLOW_JOBS_PER_SUBMITTER = 250_000
-# Bound on waiting for a whole stress run to finish (a hang fails, it does not stall CI).
+# Bound on waiting for a whole stress run to finish (a hang fails, it does not stall CI);
+# the slow variants send ten times as much, and under ThreadSanitizer the larger mixed
+# run takes about 100 s on an idle 2-core machine: their bound is ten times longer.
 STRESS_WAIT = 100.0
+SLOW_STRESS_WAIT = 10 * STRESS_WAIT
 MAX_BATCH = 64
 
 
@@ -30,7 +33,7 @@ def async_value(i):
     return i * 3 + 1
 
 
-def run_mixed_submitters(pool, per_submitter):
+def run_mixed_submitters(pool, per_submitter, wait=STRESS_WAIT):
     """SUBMITTERS threads send ids 0 .. SUBMITTERS * per_submitter - 1, each id exactly
     once, by a random mix of perform, perform_many, async_perform and async_perform_many.
     Returns (ids as the jobs ran them, problems seen by the submitters)."""
@@ -61,14 +64,14 @@ def run_mixed_submitters(pool, per_submitter):
                 jobs += oddjob.async_perform_many(pool, range(i, i + n), record_async)
             i += n
         # This thread owns its async jobs, so it stays alive until they are done.
-        results = oddjob.await_many(jobs, timeout=STRESS_WAIT)
+        results = oddjob.await_many(jobs, timeout=wait)
         expected = [async_value(job.args[0]) for job in jobs]
         if results != expected:
             wrong = sum(r != e for r, e in zip(results, expected, strict=True))
             problems.append(f"submitter {t}: {wrong} of {len(jobs)} async results wrong")
 
-    run_threads(submit, SUBMITTERS, timeout=STRESS_WAIT)
-    oddjob.stop(pool, timeout=STRESS_WAIT)  # drains every fire-and-forget job
+    run_threads(submit, SUBMITTERS, timeout=wait)
+    oddjob.stop(pool, timeout=wait)  # drains every fire-and-forget job
     return ran, problems
 
 
@@ -94,12 +97,12 @@ def test_mixed_submitters_every_job_runs_exactly_once_with_right_results(make_po
 @pytest.mark.timeout(1800)
 def test_mixed_submitters_exactly_once_at_a_larger_scale(make_pool):
     pool = make_pool(3)
-    ran, problems = run_mixed_submitters(pool, SLOW_JOBS_PER_SUBMITTER)
+    ran, problems = run_mixed_submitters(pool, SLOW_JOBS_PER_SUBMITTER, SLOW_STRESS_WAIT)
     assert not problems
     assert_each_ran_exactly_once(ran, SUBMITTERS * SLOW_JOBS_PER_SUBMITTER)
 
 
-def run_cancel_race(pool, n, spin=0):
+def run_cancel_race(pool, n, spin=0, wait=STRESS_WAIT):
     """The main thread queues n async jobs while another thread cancels every other one
     as soon as it exists, racing the workers that dispatch them. Jobs spin a little so
     that a backlog forms and cancels both win and lose."""
@@ -114,7 +117,7 @@ def run_cancel_race(pool, n, spin=0):
 
     def canceller():
         while True:
-            item = handoff.get(timeout=STRESS_WAIT)
+            item = handoff.get(timeout=wait)
             if item is None:
                 return
             i, j = item
@@ -131,8 +134,8 @@ def run_cancel_race(pool, n, spin=0):
             handoff.put((i, j))
     finally:
         handoff.put(None)
-        join_all([t], timeout=STRESS_WAIT)
-    oddjob.stop(pool, timeout=STRESS_WAIT)  # every job is now run or dropped
+        join_all([t], timeout=wait)
+    oddjob.stop(pool, timeout=wait)  # every job is now run or dropped
     counts = Counter(ran)
     assert max(counts.values(), default=1) == 1, "a job ran more than once"
     for i, j in enumerate(jobs):
@@ -158,7 +161,7 @@ def test_cancel_racing_dispatch_either_cancels_or_lets_run_never_both(make_pool)
 @pytest.mark.timeout(1800)
 def test_cancel_racing_dispatch_at_a_larger_scale(make_pool):
     pool = make_pool(4)
-    run_cancel_race(pool, 400_000)
+    run_cancel_race(pool, 400_000, wait=SLOW_STRESS_WAIT)
 
 
 def test_cancel_racing_a_one_worker_pool_is_consistent(make_pool):

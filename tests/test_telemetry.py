@@ -16,7 +16,7 @@ import pytest
 import oddjob
 import support
 from oddjob import _config, telemetry
-from support import WAIT, Recorder, block_workers, gate
+from support import WAIT, Events, Recorder, block_workers, gate
 
 POOL_EVENTS = ("pool.start", "pool.stop", "pool.restart", "pool.broken")
 WORKER_EVENTS = ("worker.start", "worker.stop", "worker.crash")
@@ -38,49 +38,6 @@ CONTRACT_EVENTS = {
     "pool.broken",
     "queue.full",
 }
-
-
-class Event:
-    """One call of a handler: what it was given and the thread it ran on."""
-
-    def __init__(self, event: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        self.event = event
-        self.measurements = measurements
-        self.metadata = metadata
-        self.thread = threading.current_thread()
-        self.worker = oddjob.current_worker()
-
-    def __repr__(self) -> str:
-        return f"<{self.event} {self.measurements} {self.metadata} on {self.thread.name}>"
-
-
-class Events(Recorder):
-    """A handler that records the events of one pool; waits are bounded."""
-
-    def __init__(self, pool: str) -> None:
-        super().__init__()
-        self.pool = pool
-
-    def handler(self, event: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        if metadata.get("pool") == self.pool:
-            self(Event(event, measurements, metadata))
-
-    def named(self, *names: str) -> list[Event]:
-        return [e for e in self.items if e.event in names]
-
-    def wait_for(self, name: str, n: int = 1, timeout: float = WAIT) -> list[Event]:
-        """Wait until at least n events called ``name`` are recorded; return them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            # One snapshot for both the check and the count waited past: an event that
-            # lands in between must end the wait, not be waited for again.
-            seen = list(self.items)
-            found = [e for e in seen if e.event == name]
-            if len(found) >= n:
-                return found
-            left = deadline - time.monotonic()
-            assert left > 0, f"expected {n} {name} events within {timeout}s, got {seen}"
-            self.wait_for_count(len(seen) + 1, left)
 
 
 @pytest.fixture

@@ -23,16 +23,21 @@ from ._config import configure
 from ._decorator import perform_this
 from ._errors import (
     ConfigError,
+    JobExpiredError,
+    JobTimeoutError,
     OddJobError,
     PoolAlreadyStartedError,
     PoolBrokenError,
     PoolNotFoundError,
     QueueFullError,
+    RemoteError,
+    RemoteTraceback,
     WorkerCrashedError,
 )
 from ._executor import Executor
 from ._introspection import PoolState, QueuedJob, pool, pool_id, supervisor, supervisor_id
 from ._pool import Pool
+from ._retry import Retry
 from ._scheduler import (
     TimerRef,
     cancel_timer,
@@ -61,6 +66,8 @@ __all__ = [
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "Job",
+    "JobExpiredError",
+    "JobTimeoutError",
     "Latency",
     "OddJobError",
     "Pool",
@@ -71,6 +78,9 @@ __all__ = [
     "PoolStats",
     "QueueFullError",
     "QueuedJob",
+    "RemoteError",
+    "RemoteTraceback",
+    "Retry",
     "Supervisor",
     "TimerRef",
     "WorkerCrashedError",

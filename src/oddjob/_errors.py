@@ -1,12 +1,18 @@
 """oddjob's exceptions. Waiting past a deadline raises the builtin ``TimeoutError``."""
 
+from __future__ import annotations
+
 __all__ = [
     "ConfigError",
+    "JobExpiredError",
+    "JobTimeoutError",
     "OddJobError",
     "PoolAlreadyStartedError",
     "PoolBrokenError",
     "PoolNotFoundError",
     "QueueFullError",
+    "RemoteError",
+    "RemoteTraceback",
     "WorkerCrashedError",
 ]
 
@@ -44,6 +50,43 @@ class QueueFullError(OddJobError):
     ``"raise"``, its ``block_timeout`` ran out, the batch is larger than ``max_queue``,
     or a job submitted to its own full pool (waiting there could deadlock it).
     Nothing was queued."""
+
+
+class JobExpiredError(OddJobError, TimeoutError):
+    """The job waited in its pool's queue longer than the pool's ``max_queue_time``
+    before a worker reached it, so it was not run (a job that is to be retried waits
+    afresh from each time it re-enters the queue)."""
+
+
+class JobTimeoutError(OddJobError, TimeoutError):
+    """The job ran longer than its pool's ``job_timeout``: the worker process running it
+    was killed (and is replaced), so the job never finished."""
+
+
+class RemoteTraceback(Exception):
+    """The ``__cause__`` of an exception raised by a job in a worker process: its
+    traceback there, as text (a traceback does not travel between processes)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class RemoteError(OddJobError):
+    """A job in a worker process raised an exception that could not travel back (it
+    does not pickle, or does not unpickle here): its type's name, its message, and the
+    remote traceback as ``__cause__`` (a RemoteTraceback)."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type_name = type_name
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[RemoteError], tuple[str, str]]:
+        return (type(self), (self.type_name, self.message))
 
 
 class _NoRoom(Exception):

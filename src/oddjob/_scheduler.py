@@ -21,7 +21,11 @@ job, already queued, runs once). A cancelled entry stays in its heap until it su
 the heaps are compacted, which happens as soon as cancelled entries outnumber pending ones.
 
 Timers belong to their Pool object: Pool.stop() calls _registry.stop_hooks, and ours
-cancels that pool's timers. The scheduling thread starts with the first timer and exits
+cancels that pool's timers. A retry's backoff (call_later) is a timer of the core's own:
+it belongs to no pool, so a draining pool's stop leaves it, and it calls the queue back
+(Queue.requeue) rather than queue a new job.
+
+The scheduling thread starts with the first timer and exits
 once none is left (after IDLE_LINGER, or at once when a pool stop leaves none). After
 os.fork() the child starts with a fresh scheduler: inherited timers are dropped, so a job
 is never fired by both processes.
@@ -87,7 +91,7 @@ _serials_lock = threading.Lock()  # next() on a shared count: atomic only under 
 
 # One heap entry: due time (monotonic or wall seconds), serial (FIFO among equal due
 # times; never lets the tuple comparison reach the TimerRef), the timer.
-_Entry: TypeAlias = "tuple[float, int, TimerRef]"
+_Entry: TypeAlias = "tuple[float, int, TimerRef | _Call]"
 # What a timer hands to its pool when it fires.
 _Fire: TypeAlias = "tuple[Pool, Callable[..., object], tuple[Any, ...], dict[str, Any], list[Any] | None, contextvars.Context | None]"  # noqa: E501
 
@@ -184,6 +188,28 @@ class TimerRef:
         return f"<TimerRef {self._serial} {name} on {self._pool_name!r}: {status}>"
 
 
+@final
+class _Call:
+    """A heap entry that calls ``fn(arg)`` on the scheduling thread when due (a retry's
+    backoff). It has a TimerRef's state and due time, and belongs to no pool."""
+
+    __slots__ = ("_arg", "_due", "_fn", "_owner", "_state", "_wall")
+
+    def __init__(self, due: float, fn: Callable[[Any], object], arg: object, owner: object) -> None:
+        self._owner = owner  # what cancel_call names (a pool's queue)
+        self._due = due
+        self._fn: Callable[[Any], object] | None = fn
+        self._arg: object = arg
+        self._state = _PENDING
+        self._wall = False
+
+    def _settle(self, state: str) -> tuple[Callable[[Any], object] | None, object]:
+        payload = (self._fn, self._arg)
+        self._state = state
+        self._fn = self._arg = None
+        return payload
+
+
 class _Scheduler:
     """The pending timers of this process and the thread that fires them."""
 
@@ -192,6 +218,9 @@ class _Scheduler:
         self._monotonic: list[_Entry] = []  # perform_after timers
         self._wall: list[_Entry] = []  # perform_at timers
         self._by_pool: dict[Pool, set[TimerRef]] = {}
+        # Pending calls by owner, then by id() of their argument (which the call holds,
+        # so the id is not reused meanwhile).
+        self._calls: dict[object, dict[int, _Call]] = {}
         self._pending = 0  # pending timers; the heaps also hold cancelled entries
         self._cancelled = 0  # cancelled entries still in a heap
         self._thread: threading.Thread | None = None
@@ -209,7 +238,7 @@ class _Scheduler:
 
     def add(self, ref: TimerRef) -> TimerRef:
         """Schedule ``ref``; PoolNotFoundError if its pool has stopped since it was made."""
-        entry = (ref._due, ref._serial, ref)
+        entry: _Entry = (ref._due, ref._serial, ref)
         heap = self._wall if ref._wall else self._monotonic
         pool = ref._pool
         assert pool is not None
@@ -218,12 +247,7 @@ class _Scheduler:
             # pool stopping meanwhile either refuses the timer or its hook cancels it.
             if _registry.whereis(pool.name) is not pool:
                 raise PoolNotFoundError(f"pool {pool.name!r} is not running")
-            if self._thread is None:
-                # Started before the timer is added, so that a failure schedules nothing.
-                _install_hooks()
-                thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
-                thread.start()
-                self._thread = thread
+            self._start_thread_locked()
             heapq.heappush(heap, entry)
             self._by_pool.setdefault(pool, set()).add(ref)
             self._pending += 1
@@ -231,6 +255,37 @@ class _Scheduler:
             if heap[0] is entry:  # the new earliest: the thread sleeps too long
                 self._cond.notify()
         return ref
+
+    def call_later(
+        self, delay: float, fn: Callable[[Any], object], arg: object, owner: object
+    ) -> None:
+        """Call ``fn(arg)`` on the scheduling thread after ``delay`` seconds (a retry's
+        backoff); ``cancel_call(owner, arg)`` drops it. fn must cope with the job having
+        been settled meanwhile.
+
+        Raises:
+            RuntimeError: the scheduling thread cannot be started (nothing is scheduled).
+        """
+        with _serials_lock:
+            serial = next(_serials)
+        call = _Call(time.monotonic() + delay, fn, arg, owner)
+        entry: _Entry = (call._due, serial, call)
+        with self._cond:
+            self._start_thread_locked()
+            heapq.heappush(self._monotonic, entry)
+            self._calls.setdefault(owner, {})[id(arg)] = call
+            self._pending += 1
+            self._linger_until = None
+            if self._monotonic[0] is entry:
+                self._cond.notify()
+
+    def _start_thread_locked(self) -> None:
+        # Started before a timer is added, so that a failure schedules nothing.
+        if self._thread is None:
+            _install_hooks()
+            thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+            thread.start()
+            self._thread = thread
 
     def cancel(self, ref: TimerRef) -> float | Literal[False]:
         if ref._scheduler is not self:  # inherited across a fork: dropped there
@@ -258,6 +313,32 @@ class _Scheduler:
             self._forget_locked(len(timers))
             if not self._pending:  # a pool stop is a good moment to let the thread go
                 self._linger_until = -math.inf
+
+    def cancel_call(self, owner: object, arg: object) -> bool:
+        """Drop ``owner``'s pending call with ``arg`` (a cancelled retry), so that neither
+        the job nor the scheduling thread is kept until it would have been due."""
+        with self._cond:
+            calls = self._calls.get(owner)
+            call = None if calls is None else calls.get(id(arg))
+            if call is None or call._arg is not arg:
+                return False
+            self._unlist_call_locked(call)
+            call._settle(_CANCELLED)
+            self._forget_locked(1)
+            if not self._pending:
+                self._linger_until = -math.inf
+            return True
+
+    def _unlist_call_locked(self, call: _Call) -> None:
+        calls = self._calls.get(call._owner)
+        if calls is not None:
+            calls.pop(id(call._arg), None)
+            if not calls:
+                del self._calls[call._owner]
+
+    def _settle_call_locked(self, call: _Call) -> tuple[Callable[[Any], object] | None, object]:
+        self._unlist_call_locked(call)  # before _settle lets go of the argument
+        return call._settle(_FIRED)
 
     def _settle_locked(self, ref: TimerRef, state: str) -> _Fire:
         """Take a pending timer off its pool's set and settle it; returns its payload."""
@@ -306,7 +387,10 @@ class _Scheduler:
                     self._cancelled -= 1
                     continue
                 self._pending -= 1
-                _fire(*self._settle_locked(ref, _FIRED))
+                if isinstance(ref, _Call):
+                    _call(*self._settle_call_locked(ref))
+                else:
+                    _fire(*self._settle_locked(ref, _FIRED))
 
     def _sleep_locked(self) -> float | None:
         """Seconds to sleep until the next due time, or None: exit, nothing is pending."""
@@ -351,8 +435,27 @@ def _fire(
         logger.exception("could not queue the job %r of a timer on pool %r", fn, pool.name)
 
 
+def _call(fn: Callable[[Any], object] | None, arg: object) -> None:
+    try:
+        if fn is not None:
+            fn(arg)
+    except Exception:  # never let one call take the scheduling thread down
+        logger.exception("a retry timer's call %r failed", fn)
+
+
 _scheduler = _Scheduler()
 _hooks_installed = False
+
+
+def call_later(delay: float, fn: Callable[[Any], object], arg: object, owner: object) -> None:
+    """Call ``fn(arg)`` on the scheduling thread after ``delay`` seconds (see
+    _Scheduler.call_later)."""
+    _scheduler.call_later(delay, fn, arg, owner)
+
+
+def cancel_call(owner: object, arg: object) -> bool:
+    """Drop ``owner``'s pending call with ``arg`` (see _Scheduler.cancel_call)."""
+    return _scheduler.cancel_call(owner, arg)
 
 
 def _install_hooks() -> None:
@@ -379,7 +482,7 @@ def _after_fork_in_child() -> None:
         for _, _, ref in heap:
             if ref._state is _PENDING:
                 ref._settle(_CANCELLED)
-    old._monotonic, old._wall, old._by_pool = [], [], {}
+    old._monotonic, old._wall, old._by_pool, old._calls = [], [], {}, {}
 
 
 # -- validation ----------------------------------------------------------------------------

@@ -65,3 +65,23 @@ def observing(pool: oddjob.Pool) -> None:
         assert_type(info.events, tuple[str, ...])
     assert_type(oddjob.telemetry.EVENTS, frozenset[str])
     oddjob.telemetry.attach("bad", "job.stop", square)  # type: ignore[arg-type]
+
+
+def external_services() -> None:
+    """ "Calling external services": rate_limit, retry, max_queue_time, Job.attempts."""
+    policy = oddjob.Retry(attempts=5, on=(ConnectionError, TimeoutError), backoff=0.2)
+    assert_type(policy.attempts, int)
+    assert_type(policy.on, tuple[type[Exception], ...])
+    assert_type(policy.delay(2), float)
+    oddjob.Retry(on=ConnectionError, backoff=timedelta(milliseconds=50), jitter=False)
+    with oddjob.Pool(
+        "api", pool_size=4, rate_limit=(100, 1.0), retry=policy, max_queue_time=30.0
+    ) as pool:
+        job = pool.async_perform(square, 3)
+        assert_type(job.attempts, int)
+        try:
+            job.result(timeout=5.0)
+        except oddjob.JobExpiredError as exc:
+            assert_type(exc, oddjob.JobExpiredError)
+            assert isinstance(exc, TimeoutError)
+    oddjob.configure(rate_limit=(10, timedelta(seconds=1)), retry=3, max_queue_time=None)
