@@ -69,9 +69,10 @@ if [[ $what == tsan || $what == all ]]; then
     (cd "$work/src" && TSAN_OPTIONS="$base_options halt_on_error=0 exitcode=0 log_path=$reports/report" \
         "${PYTEST[@]}" -m "slow or not slow" -k compiled --timeout 1200 \
         tests/test_stress.py tests/test_scheduler_stress.py tests/test_bounded_queue.py)
-    echo "== ThreadSanitizer: the stats counters and telemetry events (their default tests)"
+    echo "== ThreadSanitizer: stats, telemetry, rate limits, retries and deadlines (default tests)"
     (cd "$work/src" && TSAN_OPTIONS="$base_options halt_on_error=0 exitcode=0 log_path=$reports/report" \
-        "${PYTEST[@]}" -k compiled --timeout 1200 tests/test_core_stats.py tests/test_core_events.py)
+        "${PYTEST[@]}" -k compiled --timeout 1200 tests/test_core_stats.py tests/test_core_events.py \
+        tests/test_rate_limit.py tests/test_retry.py tests/test_max_queue_time.py)
     python "$here/scripts/tsan_reports.py" "$reports"
     deactivate
 fi

@@ -51,6 +51,24 @@ What is measured
   jobs queued behind blocked workers (median call; target: at most 20 µs), and
   pool(name).jobs on the same queue for contrast.
 
+  External services (on by default; --no-external skips it): 2,000 no-op jobs (400 with
+  --quick) at rate_limit=(200, 1.0): the most starts in any 1 s window (at most 200), the
+  wall time against the ideal 9 s (target: within 3%) and the process's CPU time meanwhile
+  (target: at most 5% of one core); and jobs that always fail under
+  Retry(attempts=4, backoff=0.05, jitter=False): how late each retry runs against its
+  schedule (p50, p99; target: within 5 ms). One run each.
+
+  Process workers (on by default; --no-processes skips it): backend="processes" with 2
+  worker processes beside ProcessPoolExecutor, loky and pebble's ProcessPool (each when
+  installed), pools started and warmed before the clock: 5,000 no-op jobs (1,000 with
+  --quick) submitted one call each, then every result (target: oddjob at least 3x the
+  best peer); 100,000 no-op items (20,000) in one async_perform_many + await_many against
+  ProcessPoolExecutor.map at its best chunksize of 10, 100, 200, 1000 and 5000 (target: at
+  least 1x); 200 jobs of ~1 ms of pure-Python arithmetic against the bare loop (target:
+  at least 1.8x); from a worker's SIGKILL to its replacement taking a job, forkserver
+  (target: at most 200 ms); how late job_timeout=0.2 fails a 10 s job (target: at most
+  50 ms). Median of 3 runs each; 5 crashes and 5 timeouts.
+
 How it is timed
   - time.perf_counter, around the library calls alone; a fresh pool for every run,
     all of whose threads have run a job (pool-size jobs that wait for one another)
@@ -94,6 +112,8 @@ import oddjob
 from . import _backend
 from ._bench_backpressure import BackpressureResult, backpressure_lines, measure_backpressure
 from ._bench_backpressure import wanted as backpressure_wanted
+from ._bench_external import ExternalResult, external_lines, measure_external
+from ._bench_external import wanted as external_wanted
 from ._bench_observability import ObservabilityResult, measure_observability, observability_lines
 from ._bench_observability import wanted as observability_wanted
 from ._bench_peers import (
@@ -113,6 +133,8 @@ from ._bench_peers import (
     noop,
     sleep_job,
 )
+from ._bench_processes import ProcessesResult, measure_processes, processes_lines
+from ._bench_processes import wanted as processes_wanted
 from ._bench_report import (
     FOOTNOTE,
     Failure,
@@ -516,6 +538,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "pebble": version("pebble"),
+        "loky": version("loky"),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -531,6 +554,8 @@ def write_json(
     scaling: ScalingResult | None = None,
     backpressure: BackpressureResult | None = None,
     observability: ObservabilityResult | None = None,
+    external: ExternalResult | None = None,
+    processes: ProcessesResult | None = None,
 ) -> None:
     async_cell = next((c for c in cells if c.mode == "async_each"), None)
     described = {
@@ -563,6 +588,10 @@ def write_json(
         data["backpressure"] = backpressure.to_json()
     if observability is not None:
         data["observability"] = observability.to_json()
+    if external is not None:
+        data["external"] = external.to_json()
+    if processes is not None:
+        data["processes"] = processes.to_json()
     with open(path, "w", encoding="utf-8") as file:
         json.dump(data, file, indent=2)
         file.write("\n")
@@ -659,6 +688,19 @@ def parser() -> argparse.ArgumentParser:
         help="measure what a telemetry handler costs no-op jobs, and stats() beside "
         "pool(name).jobs on a pool with 200,000 jobs queued (default: on)",
     )
+    bench.add_argument(
+        "--external",
+        action=argparse.BooleanOptionalAction,
+        help="measure how exact rate_limit is (2,000 jobs at 200 per second, about 9 s; "
+        "400 with --quick) and how late retries run against their backoff (default: on)",
+    )
+    bench.add_argument(
+        "--processes",
+        action=argparse.BooleanOptionalAction,
+        help="measure backend='processes' beside ProcessPoolExecutor, loky and pebble: "
+        "no-op jobs one call each and in batches, CPU-bound jobs against the bare loop, "
+        "crash recovery and job_timeout's accuracy (default: on)",
+    )
     return parser
 
 
@@ -740,10 +782,21 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             settings.jobs, settings.repeat, settings.pool_size, progress=sys.stderr
         )
         lines += ["", *observability_lines(observability)]
+    external: ExternalResult | None = None
+    if external_wanted(args.external):
+        external = measure_external(settings.pool_size, quick=settings.quick, progress=sys.stderr)
+        lines += ["", *external_lines(external)]
+    processes: ProcessesResult | None = None
+    if processes_wanted(args.processes):
+        processes = measure_processes(quick=settings.quick, progress=sys.stderr)
+        lines += ["", *processes_lines(processes)]
     seconds = time.monotonic() - started
     print("", FOOTNOTE, "", *lines, f"({seconds:.0f} s in all)", sep="\n", file=out)
     if failures:
         print(f"{len(failures)} figures failed: see the tracebacks on stderr", file=out)
+    if processes is not None and processes.failed:
+        failed = ", ".join(processes.failed)
+        print(f"process workers: {failed} failed: see the tracebacks on stderr", file=out)
 
     if settings.json:
         write_json(
@@ -757,6 +810,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             scaling,
             backpressure,
             observability,
+            external,
+            processes,
         )
         print(f"results written to {settings.json}", file=out)
     if settings.plot:
@@ -767,4 +822,4 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         )
         plot(settings.plot, results, [(w.key, w.title) for w in workloads], title)
         print(f"chart written to {settings.plot}", file=out)
-    return 1 if failures else 0
+    return 1 if failures or (processes is not None and processes.failed) else 0

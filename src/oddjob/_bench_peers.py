@@ -12,6 +12,7 @@ import asyncio
 import gc
 import itertools
 import logging
+import sysconfig
 import threading
 import time
 import tracemalloc
@@ -115,8 +116,13 @@ def quiet_gc() -> Iterator[None]:
 def frozen_heap() -> Iterator[None]:
     """Leave every object alive now out of the collections to come (gc.freeze), so that
     the gc.collect() before each run costs what the runs leave behind, not the whole heap
-    of the process (pytest's, when the harness runs in-process)."""
+    of the process (pytest's, when the harness runs in-process). Not on free-threaded
+    CPython, whose collector has had crashes with frozen objects (python/cpython#126312,
+    and a segfault in this harness on 3.13.15t in CI): there it only collects."""
     gc.collect()
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        yield
+        return
     gc.freeze()
     try:
         yield

@@ -14,12 +14,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _backend, _config, _registry, _stats, telemetry
-from ._errors import OddJobError, PoolNotFoundError
+from ._errors import ConfigError, OddJobError, PoolNotFoundError
 from ._stats import PoolStats
 from ._supervision import WorkerSupervisor
 
 if TYPE_CHECKING:  # scheduler imports the registry, which imports this module
     from ._core_py import Job
+    from ._retry import Retry
     from ._scheduler import TimerRef, When
 
 __all__ = ["Pool"]
@@ -43,6 +44,46 @@ def _flag(value: object, name: str) -> bool:
         ) from exc
 
 
+def _retry_hook(policy: Retry) -> Callable[..., None]:
+    """The core's retry_later for a pool with this policy: called on the worker after a
+    failed run that is to be retried, it emits job.retry and sets the backoff timer,
+    whose call puts the job back in the queue."""
+    from . import _scheduler
+
+    def retry_later(
+        queue: Any, item: object, attempt: int, exc: BaseException, fn: Any, ref: int | None
+    ) -> None:
+        delay = policy.delay(attempt)
+        telemetry._emit(
+            "job.retry",
+            {"attempt": attempt, "delay": delay},
+            {"pool": queue.name, "function": fn, "ref": ref, "exception": exc},
+            on_worker=True,
+        )
+        _scheduler.call_later(delay, queue.requeue, item, queue)
+
+    return retry_later
+
+
+def _forget_retry(queue: Any, job: object) -> None:
+    """The core's retry_forget: a job no longer waits for its retry (cancelled, or settled
+    by close()), so its backoff timer goes (it would keep the job, and the scheduling
+    thread, until it was due)."""
+    from . import _scheduler
+
+    _scheduler.cancel_call(queue, job)
+
+
+def _check_backend(name: str, options: _config.PoolOptions) -> _config.PoolOptions:
+    """The options, if this version can start a pool with them."""
+    if options.backend == "ray":
+        raise ConfigError(
+            f"pool {name!r}: backend='ray' is not available in this version of oddjob; "
+            "use backend='threads' or backend='processes'"
+        )
+    return options
+
+
 def _as_list(iterable: Iterable[Any]) -> list[Any]:
     """Materialise a batch before it is queued, so that a failing iterator queues nothing."""
     if type(iterable) is list:
@@ -55,7 +96,7 @@ def _as_list(iterable: Iterable[Any]) -> list[Any]:
 
 
 class Pool:
-    """A named pool of worker threads that runs jobs in FIFO order.
+    """A named pool of workers (threads, or processes) that runs jobs in FIFO order.
 
     ``Pool(name, **options)`` makes the pool; ``start()`` (or ``with Pool(...)``, or
     ``oddjob.start_link``) starts and registers it under its name; ``stop()`` (or leaving
@@ -76,6 +117,22 @@ class Pool:
             ``block_timeout`` seconds) or raises QueueFullError (``on_full="raise"``).
         copy_context: run each job in a copy of its submitter's contextvars context
             (default True).
+        rate_limit: ``(count, per)``: at most count job starts in any window of per
+            seconds (a strict sliding window); workers wait for their turn asleep.
+        retry: an ``oddjob.Retry``: a job raising one of its ``on`` exceptions runs
+            again after a backoff (waiting on the scheduler, holding no worker), up to
+            ``attempts`` runs in all; the caller sees the last outcome.
+        max_queue_time: seconds a job may wait in the queue; one that waited longer when
+            a worker reaches it is not run (JobExpiredError for an async job).
+        backend: ``"threads"`` (default) or ``"processes"``: each worker a child process
+            (jobs, arguments, results and exceptions travel pickled; a worker process
+            that dies fails its job with WorkerCrashedError and is replaced).
+        start_method: how worker processes start: ``"spawn"`` (default),
+            ``"forkserver"`` or ``"fork"``.
+        job_timeout: seconds a job may run in a worker process; an overdue job's process
+            is killed (JobTimeoutError) and replaced. Processes only.
+        max_jobs_per_worker: a worker process is replaced after that many jobs.
+            Processes only.
 
     Raises:
         TypeError: name is not a str.
@@ -125,15 +182,25 @@ class Pool:
                 raise OddJobError(
                     f"pool {self.name!r} was started once already; make a new Pool to restart it"
                 )
-            self.options = _config.pool_options(self.name, **self._own_options)
+            self.options = _check_backend(
+                self.name, _config.pool_options(self.name, **self._own_options)
+            )
             core = _backend.core
             options = self.options
+            retry = options.retry
             queue = core.Queue(
                 self.name,
                 max_queue=options.max_queue,
                 on_full=options.on_full,
                 block_timeout=options.block_timeout,
                 copy_context=options.copy_context,
+                max_queue_time=options.max_queue_time,
+                rate_limit=options.rate_limit,
+                # Beyond 2**31 - 1 runs is forever in practice (the core counts in an int).
+                retry_attempts=1 if retry is None else min(retry.attempts, 2**31 - 1),
+                retry_on=() if retry is None else retry.on,
+                retry_later=None if retry is None else _retry_hook(retry),
+                retry_forget=None if retry is None else _forget_retry,
             )
             supervisor = WorkerSupervisor(self.name, queue, core, self.options)
             self._queue, self._supervisor = queue, supervisor

@@ -183,6 +183,12 @@ def _at_exit() -> None:
         stop_all(timeout=timeout)
     except KeyboardInterrupt:
         _exit_interrupted()
+    finally:
+        # Worker processes of a pool that did not drain: they must not outlive this one
+        # (multiprocessing would wait for them at exit).
+        processes = sys.modules.get("oddjob._process_worker")
+        if processes is not None:
+            processes.kill_all()
 
 
 def _exit_interrupted() -> None:

@@ -121,18 +121,18 @@ def _run(
 ) -> _Crash | None:
     """One worker's life on its thread: what crashed it, or None if it left normally."""
     metadata = {"pool": queue.name, "worker": worker.name, "index": index}
+    unit = setup.unit(queue, worker, index)
+    error = unit.start()
+    if error is not None:
+        logger.error(
+            "pool %r: the initializer of worker %r raised; replacing the worker",
+            queue.name,
+            worker.name,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        telemetry._emit("worker.crash", {}, {**metadata, "exception": error}, on_worker=True)
+        return _Crash(error, True)
     if setup.initializer is not None:
-        try:
-            setup.initializer(*setup.initargs)
-        except BaseException as exc:
-            logger.error(
-                "pool %r: the initializer of worker %r raised; replacing the worker",
-                queue.name,
-                worker.name,
-                exc_info=(type(exc), exc, exc.__traceback__),
-            )
-            telemetry._emit("worker.crash", {}, {**metadata, "exception": exc}, on_worker=True)
-            return _Crash(exc, True)
         supervisor = supervisor_ref()
         if supervisor is not None:
             supervisor._initialized()
@@ -140,7 +140,7 @@ def _run(
     telemetry._emit("worker.start", {}, metadata, on_worker=True)
     crash = None
     try:
-        outcome = queue.work(worker, setup.restart_on_error)
+        outcome = queue.work(worker, setup.restart_on_error, unit.runner)
     except BaseException as exc:  # the core itself failed (out of memory while idling)
         outcome = (exc, None, False)
     if outcome is not None:
@@ -155,11 +155,18 @@ def _run(
             )
         crash = _Crash(error, False)
         del error, fn, outcome  # the traceback holds this frame: break the cycle early
-    if setup.finalizer is not None:
-        try:
-            setup.finalizer()
-        except BaseException:
-            logger.exception("pool %r: the finalizer of worker %r raised", queue.name, worker.name)
+    elif unit.died is not None:  # its process died: the job failed, the worker is gone
+        logger.warning("%s; replacing the worker", unit.died)
+        crash = _Crash(unit.died, False)
+    error = unit.stop()
+    if error is not None:
+        logger.error(
+            "pool %r: the finalizer of worker %r raised",
+            queue.name,
+            worker.name,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+    del error
     if crash is None:
         telemetry._emit(
             "worker.stop", {"jobs_run": worker.jobs_run}, dict(metadata), on_worker=True
@@ -169,16 +176,60 @@ def _run(
     return crash
 
 
+class _ThreadUnit:
+    """What a thread worker is: its jobs run on the worker's own thread, between the
+    initializer and the finalizer."""
+
+    __slots__ = ("_setup",)
+    runner = None
+    died = None
+
+    def __init__(self, setup: _Setup) -> None:
+        self._setup = setup
+
+    def start(self) -> BaseException | None:
+        """Run the initializer: None, or its exception."""
+        setup = self._setup
+        if setup.initializer is not None:
+            try:
+                setup.initializer(*setup.initargs)
+            except BaseException as exc:
+                return exc
+        return None
+
+    def stop(self) -> BaseException | None:
+        """Run the finalizer: None, or its exception."""
+        if self._setup.finalizer is not None:
+            try:
+                self._setup.finalizer()
+            except BaseException as exc:
+                return exc
+        return None
+
+
 class _Setup:
     """What every worker of a pool runs around its jobs, resolved once at start."""
 
-    __slots__ = ("finalizer", "initargs", "initializer", "restart_on_error")
+    __slots__ = ("finalizer", "initargs", "initializer", "processes", "restart_on_error")
 
-    def __init__(self, options: PoolOptions) -> None:
+    def __init__(self, pool: str, options: PoolOptions) -> None:
         self.initializer = _config.resolve_callable(options.initializer, "initializer")
         self.initargs = options.initargs
         self.finalizer = _config.resolve_callable(options.finalizer, "finalizer")
         self.restart_on_error = options.restart_on_error
+        self.processes = None
+        if options.backend == "processes":
+            from ._process_worker import ProcessSetup
+
+            self.processes = ProcessSetup(pool, options)
+
+    def unit(self, queue: Any, worker: Any, index: int) -> Any:
+        """What the worker is: a thread (None), or a thread driving a child process."""
+        if self.processes is None:
+            return _ThreadUnit(self)
+        from ._process_worker import ProcessUnit
+
+        return ProcessUnit(queue.name, self.processes, queue, worker, index)
 
 
 class WorkerSupervisor:
@@ -206,7 +257,7 @@ class WorkerSupervisor:
         self.broken: BaseException | None = None
         self._queue = queue
         self._core = core
-        self._setup = _Setup(options)
+        self._setup = _Setup(pool, options)
         self._lock = threading.Lock()
         # Notified when the pool stops or breaks: cuts short a wait before a retry.
         self._changed = threading.Condition(self._lock)
