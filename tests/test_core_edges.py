@@ -159,6 +159,9 @@ def test_a_finished_job_in_a_reference_cycle_is_collected(make_pool):
         return weakref.ref(box[0])  # type: ignore[arg-type]
 
     ref = make()
+    # One worker: this job starts only once the worker has let go of the one before
+    # (without a GIL, await_ may return while the worker still holds it to notify).
+    assert oddjob.await_(oddjob.async_perform(pool, abs, -1), timeout=WAIT) == 1
     gc.collect()
     assert ref() is None
 
