@@ -13,6 +13,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+# Imported here, shallow in the stack: its pytest plugin imports it at the end of a run
+# that did not, deep in pytest's hooks, where CPython 3.11.7's AST builder fails the
+# assertion rewrite ("AST constructor recursion depth mismatch") and the run with it.
+import hypothesis  # noqa: F401
 import pytest
 
 import oddjob

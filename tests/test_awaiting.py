@@ -213,12 +213,21 @@ def test_await_many_accepts_any_iterable_of_jobs(make_pool):
     assert oddjob.await_many(tuple(jobs), timeout=WAIT) == [1, 2, 3, 4]
 
 
-def then_open(jobs, gate_):
-    """The jobs, for await_many, opening gate_ once the call has read them all: jobs
-    waiting on it finish only after the call has started (a job already failed when it
-    starts would be raised first, whatever its place)."""
-    yield from jobs
-    gate_.set()
+class OpensWhenCollected:
+    """Stands first in await_many's jobs as a Job of another core, whose result the call
+    asks for only once it collects in order, after its look for jobs failed already (a
+    job failed by then wins, whatever its place). Asking opens the gate, so that jobs
+    waiting on it fail only once that look is over: opening it as the call reads its
+    input was too early without a GIL (the look had not reached the failed job yet)."""
+
+    __oddjob_job__ = True
+
+    def __init__(self, gate_: threading.Event) -> None:
+        self.gate = gate_
+
+    def result(self, timeout: float | None = None) -> str:
+        self.gate.set()
+        return "opened"
 
 
 def test_await_many_raises_a_failure_while_later_jobs_still_run(make_pool):
@@ -271,7 +280,7 @@ def test_await_many_waits_in_order_for_an_earlier_job_when_a_later_one_fails(mak
 
     jobs = [oddjob.async_perform(pool, earlier), oddjob.async_perform(pool, later)]
     with pytest.raises(KeyError, match="earlier"):
-        oddjob.await_many(then_open(jobs, taken), timeout=WAIT)
+        oddjob.await_many([OpensWhenCollected(taken), *jobs], timeout=WAIT)
     assert jobs[0].done() and jobs[1].done()
 
 
@@ -330,7 +339,7 @@ def test_await_many_sleeping_for_the_rest_still_wakes_at_a_failure(make_pool):
     # among them must end that sleep while a later job still runs, and the earlier job
     # still running is waited for first (the first failure in order wins).
     pool = make_pool(4)
-    release, opened = gate(), gate()  # opened once the call has taken its jobs
+    release, opened = gate(), gate()  # opened once the call collects in order
     failed = threading.Event()
 
     def boom():
@@ -350,7 +359,7 @@ def test_await_many_sleeping_for_the_rest_still_wakes_at_a_failure(make_pool):
     ]
     jobs[2].add_done_callback(lambda _job: failed.set())
     with pytest.raises(LookupError, match="boom"):
-        oddjob.await_many(then_open(jobs, opened), timeout=WAIT)
+        oddjob.await_many([OpensWhenCollected(opened), *jobs], timeout=WAIT)
     assert jobs[1].done() and not jobs[3].done()
     release.set()
     assert oddjob.await_(jobs[3], timeout=WAIT) is True
