@@ -32,6 +32,8 @@ STOP_TIMEOUT = 30.0
 # extension is built, the twin alone in a pure-Python install (CI checks separately
 # that the compiled core is built and is the default).
 CORES = ["compiled", "python"] if _backend.compiled() is not None else ["python"]
+# The Ray backend's own tests, where Ray is installed (see support.RAY).
+collect_ignore = [] if support.RAY else ["test_ray.py", "ray_driver.py"]
 
 
 def oddjob_threads() -> list[threading.Thread]:
@@ -100,6 +102,25 @@ def core(request: pytest.FixtureRequest, _no_leaked_threads: None) -> Iterator[M
             yield module
         finally:
             stop_everything()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A local Ray cluster for the session, started by its first Ray test: its address.
+    Its worker processes import the tests' job modules (process_jobs) from this folder."""
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        namespace="oddjob",
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}},
+    )
+    try:
+        yield str(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture

@@ -174,3 +174,20 @@ def fails_twice(path: str) -> int:
     if runs < 3:
         raise ValueError(f"run {runs}")
     return runs
+
+
+def interval(path: str, tag: str, seconds: float) -> None:
+    """Sleep, leaving a file under path named for tag that holds when the sleep began
+    and ended (wall-clock time: the same clock in every process of this machine)."""
+    start = time.time()
+    time.sleep(seconds)
+    end = time.time()
+    Path(path, f"{tag}.{os.getpid()}.{start:.6f}").write_text(f"{start} {end}")
+
+
+def pid_to_file_then_sleep(path: str, seconds: float) -> int:
+    """Write this process's pid to path, then sleep (a job to be killed from outside)."""
+    Path(path + ".tmp").write_text(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(seconds)
+    return os.getpid()

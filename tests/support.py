@@ -6,6 +6,7 @@ instead, with a message, long before pytest-timeout fires.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import logging
 import os
@@ -28,6 +29,13 @@ WAIT = 10.0
 # A short pause that gives a wrong implementation the chance to misbehave (run a job
 # it should not, start one worker too many). Never used to synchronise.
 SETTLE = 0.05
+
+# Whether the Ray backend is tested here: where Ray is installed (CI installs it and sets
+# ODDJOB_REQUIRE_RAY=1, so that a failed install fails the run instead of leaving the
+# Ray tests out).
+RAY = importlib.util.find_spec("ray") is not None
+if os.environ.get("ODDJOB_REQUIRE_RAY") == "1" and not RAY:
+    raise RuntimeError("ODDJOB_REQUIRE_RAY=1, but ray cannot be imported")
 
 _counter = itertools.count()
 _names: list[str] = []
@@ -405,3 +413,13 @@ class Hostile:
 
     def __repr__(self) -> str:
         return "<Hostile>"
+
+
+def remove_ray_pools(pools: Iterable[oddjob.Pool], timeout: float = 30.0) -> None:
+    """Stop Ray pools and remove their slots from the cluster (they outlive a pool)."""
+    from oddjob import _ray_worker
+
+    for pool in pools:
+        if oddjob.whereis(pool.name) is pool:
+            pool.stop(timeout=timeout)
+        _ray_worker.remove_slots(pool.name)

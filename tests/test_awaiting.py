@@ -280,7 +280,7 @@ def test_await_many_waits_in_order_for_an_earlier_job_when_a_later_one_fails(mak
 
     jobs = [oddjob.async_perform(pool, earlier), oddjob.async_perform(pool, later)]
     with pytest.raises(KeyError, match="earlier"):
-        oddjob.await_many([OpensWhenCollected(taken), *jobs], timeout=WAIT)
+        oddjob.await_many([OpensWhenCollected(taken), *jobs], timeout=WAIT)  # type: ignore[arg-type]
     assert jobs[0].done() and jobs[1].done()
 
 
@@ -359,7 +359,7 @@ def test_await_many_sleeping_for_the_rest_still_wakes_at_a_failure(make_pool):
     ]
     jobs[2].add_done_callback(lambda _job: failed.set())
     with pytest.raises(LookupError, match="boom"):
-        oddjob.await_many([OpensWhenCollected(opened), *jobs], timeout=WAIT)
+        oddjob.await_many([OpensWhenCollected(opened), *jobs], timeout=WAIT)  # type: ignore[arg-type]
     assert jobs[1].done() and not jobs[3].done()
     release.set()
     assert oddjob.await_(jobs[3], timeout=WAIT) is True

@@ -159,6 +159,8 @@ def test_the_file_sets_every_option_top_level_and_per_pool(
         backend = "processes"
         job_timeout = 30
         start_method = "spawn"
+
+        [extra_pools.recycled]
         max_jobs_per_worker = 100
 
         [extra_pools.remote]
@@ -174,10 +176,12 @@ def test_the_file_sets_every_option_top_level_and_per_pool(
     )
     s = config.settings()
     assert (s.defaults.backend, s.defaults.job_timeout) == ("processes", 30.0)
-    assert (s.defaults.start_method, s.defaults.max_jobs_per_worker) == ("spawn", 100)
+    assert (s.defaults.start_method, s.defaults.max_jobs_per_worker) == ("spawn", None)
+    recycled = s.extra_pools["recycled"]
+    assert (recycled.backend, recycled.max_jobs_per_worker) == ("processes", 100)
     remote = s.extra_pools["remote"]
     assert (remote.backend, remote.address, remote.job_timeout) == ("ray", "ray://head:10001", None)
-    assert remote.max_jobs_per_worker == 100, "top-level values reach it"
+    assert remote.start_method == "spawn", "top-level values reach it"
     assert config.pool_options("remote") == remote
     assert config.pool_options("other") == s.defaults
     # "local" is a thread pool with a worker count it cannot honour: the settings hold
@@ -576,13 +580,15 @@ def test_job_timeout_with_threads_cannot_make_a_pool() -> None:
     assert oddjob.whereis(name) is None
 
 
-def test_max_jobs_per_worker_with_threads_cannot_make_a_pool() -> None:
+@pytest.mark.parametrize("backend", ["threads", "ray"])
+def test_max_jobs_per_worker_without_processes_cannot_make_a_pool(backend: str) -> None:
     name = support.new_name()
     with pytest.raises(ConfigError) as caught:
-        oddjob.Pool(name, max_jobs_per_worker=10)
+        oddjob.Pool(name, backend=backend, max_jobs_per_worker=10)
     assert str(caught.value) == (
-        f"pool {name!r} (backend='threads'): max_jobs_per_worker needs backend='processes': "
-        "a thread is not replaced after a count of jobs (max_jobs_per_worker=10)"
+        f"pool {name!r} (backend={backend!r}): max_jobs_per_worker needs backend='processes': "
+        "only a worker process is replaced after a count of jobs (a thread is not, and a "
+        "Ray task has no worker of its own; max_jobs_per_worker=10)"
     )
 
 
@@ -603,7 +609,6 @@ def test_address_needs_ray(backend: str) -> None:
         {"backend": "processes", "start_method": "spawn", "job_timeout": 0.5},
         {"backend": "ray", "job_timeout": 1, "address": "auto"},
         {"backend": "ray", "address": None},
-        {"backend": "ray", "max_jobs_per_worker": 2},  # not refused by validation
         {"backend": "threads", "start_method": "spawn"},  # unused, but no error
         {"backend": "threads", "job_timeout": math.inf},  # inf: no limit, as None
         {"backend": "threads", "job_timeout": None, "max_jobs_per_worker": None},

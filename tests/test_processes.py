@@ -623,10 +623,3 @@ def test_a_process_pool_s_workers_are_its_driver_threads(process_pool: Any) -> N
     threads = oddjob.workers(pool.name)
     assert len(threads) == 2 and all(t.is_alive() for t in threads)
     assert list(oddjob.pool(pool.name).workers) == threads
-
-
-def test_the_ray_backend_is_refused_when_the_pool_starts() -> None:
-    pool = oddjob.Pool(support.new_name("ray"), backend="ray")
-    with pytest.raises(oddjob.ConfigError, match="backend='ray' is not available"):
-        pool.start()
-    assert oddjob.whereis(pool.name) is None

@@ -42,13 +42,13 @@ An extra pool's own overrides rank above the top-level values of every source, s
 are about that pool alone.
 
 Some options need a backend: job_timeout one that can stop a running job ("processes" or
-"ray": a thread cannot be stopped), max_jobs_per_worker worker processes (not "threads":
-a thread is not replaced after a count of jobs), address the "ray" backend. These rules
-are checked on the options one pool resolves to, every source laid over the others
-(pool_options(), options_for()), never on one source alone: configure(job_timeout=5)
-with the "threads" default is fine while every pool that takes it also says
-backend="processes". A start_method with the "threads" backend is no error: it is simply
-unused.
+"ray": a thread cannot be stopped), max_jobs_per_worker worker processes (not "threads"
+nor "ray": only a worker process is replaced after a count of jobs), address the "ray"
+backend. These rules are checked on the options one pool resolves to, every source laid
+over the others (pool_options(), options_for()), never on one source alone:
+configure(job_timeout=5) with the "threads" default is fine while every pool that takes
+it also says backend="processes". A start_method with the "threads" backend is no error:
+it is simply unused.
 
 Nothing happens at import. The environment and the file are read by settings() (so when a
 configured pool starts lazily, or a pool is made); the parsed file is cached by (path,
@@ -319,7 +319,7 @@ def configure(**options: Any) -> None:
             ``"forkserver"`` or ``"fork"``, one this platform has; unused by the other
             backends, so no error with "threads".
         max_jobs_per_worker: jobs a worker process runs before it is replaced, an int
-            >= 1, or None (the default) for no limit. Not with backend "threads".
+            >= 1, or None (the default) for no limit. Backend "processes" only.
         address: the Ray cluster, as ``ray.init`` takes it; None (the default) starts a
             local Ray. Backend "ray" only.
 
@@ -415,9 +415,9 @@ def pool_options(name: str, **own: Any) -> PoolOptions:
 
     Raises:
         ConfigError: an unknown key or a bad value in ``own``, or as settings(); or
-            the resolved options do not suit their backend: job_timeout or
-            max_jobs_per_worker with backend "threads", address with a backend other
-            than "ray" (the message names the pool).
+            the resolved options do not suit their backend: job_timeout with "threads",
+            max_jobs_per_worker with another backend than "processes", address with
+            another than "ray" (the message names the pool).
     """
     resolved = settings()
     base = _configured_options(resolved, name) or resolved.defaults
@@ -466,10 +466,11 @@ def _suited(options: PoolOptions, name: str) -> PoolOptions:
             "job_timeout needs backend='processes' or 'ray': a thread cannot be stopped "
             f"(job_timeout={options.job_timeout!r})"
         )
-    elif backend == "threads" and options.max_jobs_per_worker is not None:
+    elif backend != "processes" and options.max_jobs_per_worker is not None:
         problem = (
-            "max_jobs_per_worker needs backend='processes': a thread is not replaced after "
-            f"a count of jobs (max_jobs_per_worker={options.max_jobs_per_worker!r})"
+            "max_jobs_per_worker needs backend='processes': only a worker process is "
+            "replaced after a count of jobs (a thread is not, and a Ray task has no worker "
+            f"of its own; max_jobs_per_worker={options.max_jobs_per_worker!r})"
         )
     elif backend != "ray" and options.address is not None:
         problem = f"address needs backend='ray' (address={options.address!r})"

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _backend, _config, _registry, _stats, telemetry
-from ._errors import ConfigError, OddJobError, PoolNotFoundError
+from ._errors import OddJobError, PoolNotFoundError
 from ._stats import PoolStats
 from ._supervision import WorkerSupervisor
 
@@ -75,12 +75,11 @@ def _forget_retry(queue: Any, job: object) -> None:
 
 
 def _check_backend(name: str, options: _config.PoolOptions) -> _config.PoolOptions:
-    """The options, if this version can start a pool with them."""
+    """The options, if their backend can start a pool with them (ConfigError if not)."""
     if options.backend == "ray":
-        raise ConfigError(
-            f"pool {name!r}: backend='ray' is not available in this version of oddjob; "
-            "use backend='threads' or backend='processes'"
-        )
+        from . import _ray_worker
+
+        _ray_worker.check(name, options)
     return options
 
 
@@ -124,15 +123,20 @@ class Pool:
             ``attempts`` runs in all; the caller sees the last outcome.
         max_queue_time: seconds a job may wait in the queue; one that waited longer when
             a worker reaches it is not run (JobExpiredError for an async job).
-        backend: ``"threads"`` (default) or ``"processes"``: each worker a child process
+        backend: ``"threads"`` (default); ``"processes"``: each worker a child process
             (jobs, arguments, results and exceptions travel pickled; a worker process
-            that dies fails its job with WorkerCrashedError and is replaced).
+            that dies fails its job with WorkerCrashedError and is replaced); or
+            ``"ray"``: each job a Ray task, the pool_size slots held on the Ray cluster
+            and shared by every program starting a pool of this name (no initializer
+            or finalizer).
         start_method: how worker processes start: ``"spawn"`` (default),
             ``"forkserver"`` or ``"fork"``.
-        job_timeout: seconds a job may run in a worker process; an overdue job's process
-            is killed (JobTimeoutError) and replaced. Processes only.
+        job_timeout: seconds a job may run in a worker process or as a Ray task; an
+            overdue job's process is killed (JobTimeoutError). Not with threads.
         max_jobs_per_worker: a worker process is replaced after that many jobs.
             Processes only.
+        address: the Ray cluster, as ``ray.init`` takes it (None: a local Ray, or the
+            connection the program made already). Ray only.
 
     Raises:
         TypeError: name is not a str.

@@ -210,26 +210,42 @@ class _ThreadUnit:
 class _Setup:
     """What every worker of a pool runs around its jobs, resolved once at start."""
 
-    __slots__ = ("finalizer", "initargs", "initializer", "processes", "restart_on_error")
+    __slots__ = (
+        "finalizer",
+        "initargs",
+        "initializer",
+        "processes",
+        "ray",
+        "restart_on_error",
+    )
 
     def __init__(self, pool: str, options: PoolOptions) -> None:
         self.initializer = _config.resolve_callable(options.initializer, "initializer")
         self.initargs = options.initargs
         self.finalizer = _config.resolve_callable(options.finalizer, "finalizer")
         self.restart_on_error = options.restart_on_error
-        self.processes = None
+        self.processes = self.ray = None
         if options.backend == "processes":
             from ._process_worker import ProcessSetup
 
             self.processes = ProcessSetup(pool, options)
+        elif options.backend == "ray":
+            from ._ray_worker import RaySetup
+
+            self.ray = RaySetup(pool, options)
 
     def unit(self, queue: Any, worker: Any, index: int) -> Any:
-        """What the worker is: a thread (None), or a thread driving a child process."""
-        if self.processes is None:
-            return _ThreadUnit(self)
-        from ._process_worker import ProcessUnit
+        """What the worker is: a thread, a thread driving a child process, or a thread
+        sending its jobs to Ray."""
+        if self.processes is not None:
+            from ._process_worker import ProcessUnit
 
-        return ProcessUnit(queue.name, self.processes, queue, worker, index)
+            return ProcessUnit(queue.name, self.processes, queue, worker, index)
+        if self.ray is not None:
+            from ._ray_worker import RayUnit
+
+            return RayUnit(queue.name, self.ray, worker)
+        return _ThreadUnit(self)
 
 
 class WorkerSupervisor:
