@@ -28,6 +28,7 @@ from oddjob import (
     _bench_observability,
     _bench_peers,
     _bench_processes,
+    _bench_ray,
     _bench_scaling,
     telemetry,
 )
@@ -650,3 +651,12 @@ def test_every_available_peer_runs() -> None:
         names.append("pebble")
     for key in names:
         assert rows(table, PEER_NAMES[key]), f"no row for {key}:\n{table}"
+
+
+def test_the_ray_section_is_opt_in_and_says_when_ray_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert "Ray backend" not in run_bench("--peers", "oddjob", "--workloads", "noop")
+    monkeypatch.setattr(_bench, "ray_available", lambda: False)  # as if not installed
+    table = run_bench("--peers", "oddjob", "--workloads", "noop", "--ray")
+    assert _bench_ray.MISSING in table

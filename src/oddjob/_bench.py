@@ -2,7 +2,7 @@
 
     python -m oddjob bench [--pool-size 5] [--jobs N] [--repeat R] [--quick]
                            [--json PATH] [--plot PATH] [--peers LIST] [--workloads LIST]
-                           [--executor | --no-executor]
+                           [--executor | --no-executor] [--ray]
 
 What is measured
   Workloads: no-op jobs (the pool's own cost per job); ~10 µs of pure-Python CPU work
@@ -68,6 +68,14 @@ What is measured
   at least 1.8x); from a worker's SIGKILL to its replacement taking a job, forkserver
   (target: at most 200 ms); how late job_timeout=0.2 fails a 10 s job (target: at most
   50 ms). Median of 3 runs each; 5 crashes and 5 timeouts.
+
+  Ray (off by default, Ray being an optional extra; --ray measures it): backend="ray"
+  with pool_size=4 beside plain Ray tasks with the same options in a placement group of
+  4 bundles, on a local 2-CPU cluster started for it (or the program's own): 500 no-op
+  jobs (100 with --quick) one at a time, in µs per job (target: oddjob at most 1.3x plain
+  Ray's time); 2,000 no-op jobs (500) sent, then every result, in jobs per second:
+  async_perform_many and async_perform each, + await_many, over plain Ray with every
+  task sent at once and with at most 4 in flight. Best of 3 runs after 1 warm-up.
 
 How it is timed
   - time.perf_counter, around the library calls alone; a fresh pool for every run,
@@ -135,6 +143,10 @@ from ._bench_peers import (
 )
 from ._bench_processes import ProcessesResult, measure_processes, processes_lines
 from ._bench_processes import wanted as processes_wanted
+from ._bench_ray import MISSING as RAY_MISSING
+from ._bench_ray import RayResult, measure_ray, ray_lines
+from ._bench_ray import available as ray_available
+from ._bench_ray import wanted as ray_wanted
 from ._bench_report import (
     FOOTNOTE,
     Failure,
@@ -556,6 +568,7 @@ def write_json(
     observability: ObservabilityResult | None = None,
     external: ExternalResult | None = None,
     processes: ProcessesResult | None = None,
+    ray: RayResult | None = None,
 ) -> None:
     async_cell = next((c for c in cells if c.mode == "async_each"), None)
     described = {
@@ -592,6 +605,8 @@ def write_json(
         data["external"] = external.to_json()
     if processes is not None:
         data["processes"] = processes.to_json()
+    if ray is not None:
+        data["ray"] = ray.to_json()
     with open(path, "w", encoding="utf-8") as file:
         json.dump(data, file, indent=2)
         file.write("\n")
@@ -701,6 +716,12 @@ def parser() -> argparse.ArgumentParser:
         "no-op jobs one call each and in batches, CPU-bound jobs against the bare loop, "
         "crash recovery and job_timeout's accuracy (default: on)",
     )
+    bench.add_argument(
+        "--ray",
+        action=argparse.BooleanOptionalAction,
+        help="measure backend='ray' beside plain Ray tasks: no-op jobs one at a time and "
+        "2,000 at once on a local Ray cluster it starts (needs oddjob[ray]; default: off)",
+    )
     return parser
 
 
@@ -790,6 +811,13 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     if processes_wanted(args.processes):
         processes = measure_processes(quick=settings.quick, progress=sys.stderr)
         lines += ["", *processes_lines(processes)]
+    ray: RayResult | None = None
+    if ray_wanted(args.ray):
+        if ray_available():
+            ray = measure_ray(quick=settings.quick, progress=sys.stderr)
+            lines += ["", *ray_lines(ray)]
+        else:
+            lines += ["", RAY_MISSING]
     seconds = time.monotonic() - started
     print("", FOOTNOTE, "", *lines, f"({seconds:.0f} s in all)", sep="\n", file=out)
     if failures:
@@ -812,6 +840,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             observability,
             external,
             processes,
+            ray,
         )
         print(f"results written to {settings.json}", file=out)
     if settings.plot:
