@@ -58,7 +58,6 @@ _REMOTES_KEPT: Final = 256
 SLOTS_CHECK_EVERY: Final = 10.0
 
 _lock = threading.Lock()
-_call: Any = None  # the remote function of every other job: it runs fn(*args, **kwargs)
 
 
 def slots_name(pool: str) -> str:
@@ -230,7 +229,17 @@ class RaySetup:
     """What every worker of a Ray pool shares, resolved when the pool starts: the
     connection, the slots, and the task options that put each job in one of them."""
 
-    __slots__ = ("_lock", "_options", "_remotes", "job_timeout", "pool", "ray", "slots")
+    __slots__ = (
+        "_lock",
+        "_options",
+        "_plain",
+        "_remotes",
+        "job_timeout",
+        "pool",
+        "ray",
+        "slots",
+        "timed",
+    )
 
     def __init__(self, pool: str, options: PoolOptions) -> None:
         check(pool, options)
@@ -253,11 +262,15 @@ class RaySetup:
                 self.slots, placement_group_bundle_index=-1
             ),
         }
+        # Made here once (Ray exports a function at its first call): the task of every
+        # job that travels with its function, and of every job of a pool with
+        # job_timeout (see _timed_call).
+        self._plain = self.ray.remote(_plain_call).options(**self._options)
+        self.timed = self.ray.remote(_timed_call).options(num_returns="streaming", **self._options)
 
     def task(self, fn: Any) -> tuple[Any, bool]:
         """The remote function to run fn with, and whether it takes fn's own arguments
         (True) or (fn, args, kwargs)."""
-        global _call
         if _by_reference(fn):
             remotes, key = self._remotes, id(fn)
             found = remotes.get(key)
@@ -269,23 +282,7 @@ class RaySetup:
                     remotes.pop(next(iter(remotes)))
                 remotes[key] = (fn, remote)  # fn is kept: its id is not reused meanwhile
             return remote, True
-        with _lock:
-            if _call is None:
-                _call = self.ray.remote(_plain_call)
-        key = id(_plain_call)
-        found = self._remotes.get(key)
-        if found is None:
-            found = self._remotes[key] = (_plain_call, _call.options(**self._options))
-        return found[1], False
-
-    def timed_task(self) -> Any:
-        """The remote function of every job of a pool with job_timeout (_timed_call)."""
-        key = id(_timed_call)
-        found = self._remotes.get(key)
-        if found is None:
-            remote = self.ray.remote(_timed_call).options(num_returns="streaming", **self._options)
-            found = self._remotes[key] = (_timed_call, remote)
-        return found[1]
+        return self._plain, False
 
     def slots_removed(self) -> bool:
         """Whether the pool's slots were removed from the cluster (remove_slots)."""
@@ -318,7 +315,7 @@ class RayUnit:
         setup = self._setup
         ray = setup.ray
         if setup.job_timeout is not None:
-            ref = setup.timed_task().remote(fn, args, kwargs)
+            ref = setup.timed.remote(fn, args, kwargs)
         else:
             remote, own_arguments = setup.task(fn)
             if own_arguments:
