@@ -342,6 +342,8 @@ class RayUnit:
             exceptions.NodeDiedError,
             exceptions.ObjectLostError,
             exceptions.TaskCancelledError,
+            # Its slots were removed (remove_slots) while it ran or waited for one.
+            exceptions.TaskPlacementGroupRemoved,
         ) as exc:
             # The job fails; this worker thread is sound and stays: a Ray worker process
             # is Ray's, not the pool's, so its death is no crash of the pool's (a lost
